@@ -1,0 +1,11 @@
+// Entry point of the wasm module: one op family per file, all exported here.
+export * from "./heap";
+export * from "./gemm";
+export * from "./spmm";
+export * from "./sddmm";
+export * from "./scatter";
+export * from "./lowrank";
+export * from "./activation";
+export * from "./softmax";
+export * from "./optim";
+export * from "./vector";

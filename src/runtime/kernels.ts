@@ -1,0 +1,67 @@
+/**
+ * The raw exports of the wasm module: pure kernels over byte offsets (`ptr`) into linear memory and sizes.
+ * Callers check arguments before calling (the kernels trust them). See `assembly/` for the math of each.
+ * @internal
+ */
+export interface Kernels {
+  readonly memory: WebAssembly.Memory;
+  // heap
+  alloc(size: number): number;
+  free(ptr: number): void;
+  memory_bytes(): number;
+  // dense
+  f32_gemm_nt(x: number, w: number, bias: number, y: number, B: number, K: number, N: number, acc: number): void;
+  f32_gemm_nt_scalar(x: number, w: number, bias: number, y: number, B: number, K: number, N: number, acc: number): void;
+  f32_gemm_nn(a: number, w: number, y: number, B: number, N: number, K: number, acc: number): void;
+  f32_gemm_nn_scalar(a: number, w: number, y: number, B: number, N: number, K: number, acc: number): void;
+  f32_gemm_tn(gy: number, x: number, g: number, B: number, N: number, K: number, acc: number): void;
+  f32_gemm_tn_scalar(gy: number, x: number, g: number, B: number, N: number, K: number, acc: number): void;
+  f32_bias_grad(gy: number, gb: number, B: number, N: number, acc: number): void;
+  f32_bias_grad_scalar(gy: number, gb: number, B: number, N: number, acc: number): void;
+  // sparse
+  f32_spmm_csr_scratch(B: number, K: number, N: number): number;
+  f32_spmm_csr(x: number, rowPtr: number, col: number, val: number, scale: number, y: number, B: number, K: number, N: number, scratch: number): void;
+  f32_spmm_csr_scalar(x: number, rowPtr: number, col: number, val: number, scale: number, y: number, B: number, K: number, N: number, scratch: number): void;
+  f32_sddmm_csr_scratch(B: number, K: number, N: number): number;
+  f32_sddmm_csr(gy: number, x: number, rowPtr: number, col: number, g: number, scale: number, B: number, K: number, N: number, acc: number, scratch: number): void;
+  f32_sddmm_csr_scalar(gy: number, x: number, rowPtr: number, col: number, g: number, scale: number, B: number, K: number, N: number, acc: number, scratch: number): void;
+  // switching
+  f32_scatter_add(w: number, idx: number, v: number, scale: number, nnz: number): void;
+  f32_scatter_add_scalar(w: number, idx: number, v: number, scale: number, nnz: number): void;
+  f32_scatter_sub(w: number, idx: number, v: number, scale: number, nnz: number): void;
+  f32_scatter_sub_scalar(w: number, idx: number, v: number, scale: number, nnz: number): void;
+  f32_scatter_set(w: number, idx: number, v: number, nnz: number): void;
+  f32_scatter_set_scalar(w: number, idx: number, v: number, nnz: number): void;
+  f32_scatter_set_add(w: number, idx: number, base: number, v: number, scale: number, nnz: number): void;
+  f32_scatter_set_add_scalar(w: number, idx: number, base: number, v: number, scale: number, nnz: number): void;
+  f32_gather(w: number, idx: number, out: number, nnz: number): void;
+  f32_gather_scalar(w: number, idx: number, out: number, nnz: number): void;
+  f32_lowrank_fuse(w: number, bm: number, a: number, scale: number, N: number, K: number, r: number): void;
+  f32_lowrank_fuse_scalar(w: number, bm: number, a: number, scale: number, N: number, K: number, r: number): void;
+  // elementwise
+  f32_relu(x: number, y: number, n: number): void;
+  f32_relu_backward(x: number, gy: number, gx: number, n: number): void;
+  f32_gelu(x: number, y: number, n: number): void;
+  f32_gelu_backward(x: number, gy: number, gx: number, n: number): void;
+  f32_silu(x: number, y: number, n: number): void;
+  f32_silu_backward(x: number, gy: number, gx: number, n: number): void;
+  f32_tanh(x: number, y: number, n: number): void;
+  f32_tanh_backward(x: number, gy: number, gx: number, n: number): void;
+  f32_softmax_rows(x: number, y: number, rows: number, cols: number): void;
+  f32_log_softmax_rows(x: number, y: number, rows: number, cols: number): void;
+  f32_softmax_backward_rows(y: number, gy: number, gx: number, rows: number, cols: number): void;
+  f32_log_softmax_backward_rows(y: number, gy: number, gx: number, rows: number, cols: number): void;
+  // optimizers
+  f32_sgd(p: number, g: number, buf: number, n: number, lr: number, momentum: number, dampening: number, wd: number, nesterov: number, first: number): void;
+  f32_adamw(p: number, g: number, m: number, v: number, n: number, lr: number, beta1: number, beta2: number, eps: number, wd: number, bc1: number, bc2: number): void;
+  // vectors
+  f32_fill(p: number, v: number, n: number): void;
+  f32_copy(src: number, dst: number, n: number): void;
+  f32_axpy(a: number, x: number, y: number, n: number): void;
+  f32_scale(x: number, s: number, n: number): void;
+  f32_add(a: number, b: number, out: number, n: number): void;
+  f32_sum_sq(x: number, n: number): number;
+  f32_find_nonfinite(x: number, n: number): number;
+  f32_transpose(src: number, dst: number, rows: number, cols: number): void;
+  [name: string]: unknown;
+}

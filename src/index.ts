@@ -17,3 +17,75 @@ export type { ErrorCode } from "./errors.js";
 // ---------------------------------------------------------------- runtime
 export { init, initSync, runtime, createRuntime, Runtime, WasmBuffer, F32Buffer, I32Buffer } from "./runtime/runtime.js";
 export type { InitOptions, WasmVariant, Scratch } from "./runtime/runtime.js";
+
+// ---------------------------------------------------------------- tensors and modules
+export {
+  Tensor,
+  Parameter,
+  numel,
+  Module,
+  Linear,
+  ReLU,
+  GELU,
+  SiLU,
+  Tanh,
+  Softmax,
+  LogSoftmax,
+  Sequential,
+  ModuleList,
+  Identity,
+  LayerNorm,
+  Embedding,
+  nllLoss,
+  crossEntropy,
+  mseLoss,
+  Rng,
+  manualSeed,
+} from "./nn/index.js";
+export type { TensorLike, StateDictSource, LoadStateDictOptions, LoadStateDictResult, LinearOptions, LayerNormOptions, EmbeddingOptions, LossResult, Reduction } from "./nn/index.js";
+
+// ---------------------------------------------------------------- SHiRA
+export { ShiraConfig, matchesTarget, DEFAULT_PEFT_VERSION, TASK_TYPES } from "./shira/config.js";
+export type { ShiraConfigInit, ShiraConfigJSON, TargetModules, MaskType, AutoMapping } from "./shira/config.js";
+export {
+  randomMask,
+  wmMask,
+  gradMask,
+  snipMask,
+  structMask,
+  topKIndices,
+  normalizeMask,
+  maskBudget,
+  builtinMaskFn,
+  flatToRowsCols,
+  rowsColsToFlat,
+  BUILTIN_MASK_TYPES,
+} from "./shira/mask.js";
+export type { MaskFn, MaskLayer, MaskResult, BuiltinMaskType } from "./shira/mask.js";
+export { randpermPrefix, TORCH_DEFAULT_SEED } from "./shira/randperm.js";
+export { ShiraLinear, ShiraAdapterWeights } from "./shira/layer.js";
+export { ModulesToSaveWrapper } from "./shira/modules-to-save.js";
+export { ShiraModel, ShiraModel as PeftModel, getPeftModel } from "./shira/model.js";
+export type { AddAdapterOptions, FuseEntry, MergeOptions, LoadAdapterOptions } from "./shira/model.js";
+
+// ---------------------------------------------------------------- formats
+export {
+  readSafetensors,
+  openSafetensors,
+  writeSafetensors,
+  toFloat32,
+  toInt32,
+  f16ToF32,
+  f32ToF16,
+  bf16ToF32,
+  f32ToBf16,
+  DTYPE_SIZE,
+  MAX_HEADER_BYTES,
+  SafetensorsFile,
+  SafetensorsSource,
+} from "./io/safetensors.js";
+export type { Dtype, TensorEntry, RawTensor, SafetensorsHeader, TensorData, TensorInput } from "./io/safetensors.js";
+export { bytesSource, blobSource, urlSource } from "./io/byte-source.js";
+export type { ByteSource } from "./io/byte-source.js";
+export { parseAdapter, readAdapterFiles, saveAdapterFiles, adapterKeys, CONFIG_NAME, WEIGHTS_NAME, KEY_PREFIX } from "./io/peft.js";
+export type { AdapterFiles, AdapterFilesInput, AdapterSource, ParsedAdapter } from "./io/peft.js";

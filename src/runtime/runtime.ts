@@ -11,7 +11,7 @@
  * buf.free();                       // explicit; using it afterwards throws USE_AFTER_FREE
  * ```
  */
-import loader from "@assemblyscript/loader";
+import { instantiate as loaderInstantiate, instantiateSync as loaderInstantiateSync } from "@assemblyscript/loader";
 import { RuntimeError, StateError } from "../errors.js";
 import type { Kernels } from "./kernels.js";
 import { WASM_SIMD_BASE64, WASM_RELAXED_BASE64 } from "./wasm.generated.js";
@@ -24,7 +24,7 @@ export interface InitOptions {
   variant?: WasmVariant;
 }
 
-function decodeBase64(s: string): Uint8Array {
+function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
   const bin = atob(s);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
@@ -32,7 +32,7 @@ function decodeBase64(s: string): Uint8Array {
 }
 
 /** Chooses the build: relaxed SIMD when embedded and the host validates it, else plain SIMD. */
-function chooseBytes(opts: InitOptions): { bytes: Uint8Array; variant: WasmVariant } {
+function chooseBytes(opts: InitOptions): { bytes: Uint8Array<ArrayBuffer>; variant: WasmVariant } {
   if (typeof WebAssembly !== "object" || typeof WebAssembly.validate !== "function") {
     throw new RuntimeError("WASM_UNSUPPORTED", "shira-wasm: this host has no WebAssembly support");
   }
@@ -282,7 +282,8 @@ export interface Scratch {
 
 let current: Runtime | null = null;
 
-function imports(): Record<string, unknown> {
+// The loader supplies `env.abort` (and `trace`/`seed`); the kernels need nothing else.
+function imports(): Record<string, never> {
   return {};
 }
 
@@ -293,8 +294,8 @@ function imports(): Record<string, unknown> {
 export function initSync(opts: InitOptions = {}): Runtime {
   if (current && (!opts.variant || opts.variant === current.variant)) return current;
   const { bytes, variant } = chooseBytes(opts);
-  const mod = new WebAssembly.Module(bytes as BufferSource);
-  const inst = loader.instantiateSync<Kernels>(mod, imports());
+  const mod = new WebAssembly.Module(bytes);
+  const inst = loaderInstantiateSync<Kernels>(mod, imports());
   current = new Runtime(inst.exports as unknown as Kernels, variant);
   return current;
 }
@@ -309,7 +310,7 @@ export function initSync(opts: InitOptions = {}): Runtime {
 export async function init(opts: InitOptions = {}): Promise<Runtime> {
   if (current && (!opts.variant || opts.variant === current.variant)) return current;
   const { bytes, variant } = chooseBytes(opts);
-  const inst = await loader.instantiate<Kernels>(bytes as BufferSource, imports());
+  const inst = await loaderInstantiate<Kernels>(bytes, imports());
   current = new Runtime(inst.exports as unknown as Kernels, variant);
   return current;
 }
@@ -325,6 +326,6 @@ export function runtime(): Runtime {
  */
 export function createRuntime(opts: InitOptions = {}): Runtime {
   const { bytes, variant } = chooseBytes(opts);
-  const inst = loader.instantiateSync<Kernels>(new WebAssembly.Module(bytes as BufferSource), imports());
+  const inst = loaderInstantiateSync<Kernels>(new WebAssembly.Module(bytes), imports());
   return new Runtime(inst.exports as unknown as Kernels, variant);
 }

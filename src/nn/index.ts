@@ -1,0 +1,13 @@
+export { Tensor, Parameter, numel, isTensorLike, expectShape } from "./tensor.js";
+export type { TensorLike } from "./tensor.js";
+export { Module } from "./module.js";
+export type { StateDictSource, LoadStateDictOptions, LoadStateDictResult } from "./module.js";
+export { Linear } from "./linear.js";
+export type { LinearOptions } from "./linear.js";
+export { ReLU, GELU, SiLU, Tanh, Softmax, LogSoftmax } from "./activation.js";
+export { Sequential, ModuleList, Identity } from "./containers.js";
+export { LayerNorm, Embedding } from "./norm.js";
+export type { LayerNormOptions, EmbeddingOptions } from "./norm.js";
+export { nllLoss, crossEntropy, mseLoss } from "./loss.js";
+export type { LossResult, Reduction } from "./loss.js";
+export { Rng, manualSeed, defaultRng } from "./random.js";

@@ -1,0 +1,85 @@
+/**
+ * `modulesToSave`: PEFT's `ModulesToSaveWrapper`. A listed module (e.g. a classifier head) is kept as
+ * `original_module` and gets a trainable copy per adapter under `modules_to_save.<adapter>`; the forward uses
+ * the copy of the active adapter, or the original when adapters are disabled or the active adapter has none.
+ */
+import { StateError } from "../errors.js";
+import { Module } from "../nn/module.js";
+import type { Tensor } from "../nn/tensor.js";
+
+export class ModulesToSaveWrapper extends Module {
+  readonly originalModule: Module;
+  readonly copies: Module;
+  /** The adapter whose copy the forward uses (null: the original). */
+  activeAdapter: string | null = null;
+  disabled = false;
+
+  constructor(original: Module) {
+    super();
+    this.originalModule = this.registerModule("original_module", original);
+    this.copies = this.registerModule("modules_to_save", new ModuleDictImpl());
+    for (const p of original.parameters()) p.requiresGrad = false;
+  }
+
+  /** Adds a trainable copy of the original module for `adapter`. */
+  addAdapter(adapter: string): Module {
+    const existing = this.copy(adapter);
+    if (existing) return existing;
+    const c = this.originalModule.clone();
+    for (const p of c.parameters()) p.requiresGrad = true;
+    this.copies.registerModule(adapter, c);
+    return c;
+  }
+
+  copy(adapter: string): Module | null {
+    return this.copies.namedChildren().find(([n]) => n === adapter)?.[1] ?? null;
+  }
+
+  adapterNames(): string[] {
+    return this.copies.namedChildren().map(([n]) => n);
+  }
+
+  /** Removes an adapter's copy and frees it. */
+  deleteAdapter(adapter: string): void {
+    const c = this.copy(adapter);
+    if (!c) return;
+    this.copies.removeModule(adapter);
+    c.free();
+    if (this.activeAdapter === adapter) this.activeAdapter = null;
+  }
+
+  /**
+   * Chooses the copy used by the forward (the first of `active` that has one); only that copy is trainable, and
+   * only when `trainable` says so for it.
+   */
+  setActive(active: readonly string[], trainable: (adapter: string) => boolean = () => true): void {
+    const withCopy = active.filter((a) => this.copy(a));
+    this.activeAdapter = withCopy[0] ?? null;
+    for (const [n, m] of this.copies.namedChildren()) {
+      const t = n === this.activeAdapter && trainable(n);
+      for (const p of m.parameters()) p.requiresGrad = t;
+    }
+  }
+
+  #current(): Module {
+    if (this.disabled || this.activeAdapter === null) return this.originalModule;
+    const c = this.copy(this.activeAdapter);
+    if (!c) throw new StateError("ADAPTER_NOT_FOUND", `modules_to_save has no copy for adapter "${this.activeAdapter}"`);
+    return c;
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.#current().forward(x);
+  }
+
+  override backward(gy: Tensor): Tensor {
+    return this.#current().backward(gy);
+  }
+}
+
+/** Named children without a forward (PyTorch's `nn.ModuleDict`). */
+class ModuleDictImpl extends Module {
+  forward(_x: Tensor): Tensor {
+    throw new StateError("ADAPTER_STATE", "ModuleDict has no forward");
+  }
+}

@@ -1,0 +1,62 @@
+// Shared test helpers: the PEFT reference fixtures (copied from ../shared/fixtures/peft into tests/fixtures/peft,
+// so a clean clone has them) and PEFT's test MLP.
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Linear, LogSoftmax, Module, ReLU, Tensor, readSafetensors, type SafetensorsFile } from "../../src/node.js";
+
+export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "peft");
+
+export function fixturePath(...parts: string[]): string {
+  return join(FIXTURES, ...parts);
+}
+
+export function readFixture(...parts: string[]): SafetensorsFile {
+  return readSafetensors(readFileSync(fixturePath(...parts)));
+}
+
+/** PEFT's tests/test_shira.py MLP: lin0 10->20, ReLU, lin1 20->40, ReLU, lin2 40->30, ReLU, lin3 30->10, LogSoftmax. */
+export class MLP extends Module {
+  relu = this.registerModule("relu", new ReLU());
+  lin0 = this.registerModule("lin0", new Linear(10, 20));
+  lin1 = this.registerModule("lin1", new Linear(20, 40));
+  lin2 = this.registerModule("lin2", new Linear(40, 30));
+  lin3 = this.registerModule("lin3", new Linear(30, 10));
+  sm = this.registerModule("sm", new LogSoftmax(-1));
+
+  forward(x: Tensor): Tensor {
+    const steps: Module[] = [this.lin0, this.relu, this.lin1, this.relu, this.lin2, this.relu, this.lin3, this.sm];
+    let h = x;
+    for (const m of steps) {
+      const next = m.forward(h);
+      if (h !== x && !this.training) h.free();
+      h = next;
+    }
+    return h;
+  }
+}
+
+/** The fixture MLP with mlp/model.safetensors loaded. */
+export function fixtureModel(): MLP {
+  const m = new MLP();
+  m.eval();
+  m.loadStateDict(readFixture("mlp", "model.safetensors"));
+  return m;
+}
+
+/** Max |a - b|. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** Bitwise equality of two f32 arrays (distinguishes -0/+0 and NaN payloads). */
+export function bitsEqual(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
+  return true;
+}

@@ -89,3 +89,17 @@ export { bytesSource, blobSource, urlSource } from "./io/byte-source.js";
 export type { ByteSource } from "./io/byte-source.js";
 export { parseAdapter, readAdapterFiles, saveAdapterFiles, adapterKeys, CONFIG_NAME, WEIGHTS_NAME, KEY_PREFIX } from "./io/peft.js";
 export type { AdapterFiles, AdapterFilesInput, AdapterSource, ParsedAdapter } from "./io/peft.js";
+
+// ---------------------------------------------------------------- training
+export { SGD, AdamW, clipGradNorm } from "./train/optim.js";
+export type { Optimizer, SGDOptions, AdamWOptions } from "./train/optim.js";
+export { lrMultiplier } from "./train/schedule.js";
+export type { ScheduleSpec } from "./train/schedule.js";
+export { train, evaluate, predict } from "./train/train.js";
+export type { Dataset, Trainable, TrainOptions, TrainResult, Progress, LossSpec, Metric } from "./train/train.js";
+export { calibrationGradients } from "./train/calibrate.js";
+export type { Calibration } from "./train/calibrate.js";
+
+// ---------------------------------------------------------------- LoRA baseline
+export { LoraConfig, LoraLinear, LoraModel, getLoraModel } from "./lora/lora.js";
+export type { LoraConfigInit } from "./lora/lora.js";

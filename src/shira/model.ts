@@ -21,6 +21,7 @@ import { matchesTarget } from "./config.js";
 import { builtinMaskFn, maskBudget, normalizeMask, type BuiltinMaskType, type MaskFn } from "./mask.js";
 import { ShiraLinear, type FusedEntry } from "./layer.js";
 import { ModulesToSaveWrapper } from "./modules-to-save.js";
+import { calibrationGradients, type Calibration } from "../train/calibrate.js";
 import { parseAdapter, readAdapterFiles, saveAdapterFiles, saveAdaptersToDir, type AdapterFiles, type AdapterSource, type ParsedAdapter } from "../io/peft.js";
 
 /** Options of {@link ShiraModel.fromPretrained} / {@link ShiraModel.loadAdapter}. */
@@ -38,6 +39,11 @@ export interface AddAdapterOptions {
    * `"grad"` / `"snip"` strategies; see `calibrateMask` in the training module for computing them).
    */
   maskOptions?: Record<string, unknown>;
+  /**
+   * Calibration data for `maskType: "grad"` / `"snip"`: the masks are chosen from gradients of the loss on these
+   * batches (computed with adapters disabled; no weight changes).
+   */
+  calibration?: Calibration;
   /**
    * Precomputed values per module name (used by the file loader): positions and values are taken from here
    * instead of the mask function. @internal
@@ -256,6 +262,19 @@ export class ShiraModel {
       );
     }
     const maskFn: MaskFn | null = opts.loaded ? null : config.maskFn ?? builtinMaskFn(config.maskType as BuiltinMaskType);
+    const extra: Record<string, unknown> = { ...opts.maskOptions };
+    const needsGrad = !opts.loaded && !config.maskFn && (config.maskType === "grad" || config.maskType === "snip");
+    if (needsGrad && extra["gradients"] === undefined && config.maskOptions["gradients"] === undefined) {
+      if (!opts.calibration) {
+        throw new ConfigError("CONFIG_MASK", `mask_type "${config.maskType}" needs calibration data: pass { calibration: { inputs, labels, inputSize } } (or maskOptions.gradients)`, {
+          maskType: config.maskType,
+        });
+      }
+      const names = targets.map((t) => t.name);
+      const cal = opts.calibration;
+      const kind = config.maskType as "grad" | "snip";
+      extra["gradients"] = this.peftConfig.size === 0 ? calibrationGradients(this.model, names, cal, kind) : this.disableAdapters(() => calibrationGradients(this.model, names, cal, kind));
+    }
     for (const t of targets) {
       const lin = t.layer instanceof ShiraLinear ? t.layer.baseLayer : t.layer;
       const out = lin.outFeatures;
@@ -268,7 +287,7 @@ export class ShiraModel {
         continue;
       }
       const weight = t.layer instanceof ShiraLinear ? t.layer.baseWeight() : lin.weight.data;
-      const options: Record<string, unknown> = { bias: lin.bias !== null, randomSeed: config.randomSeed, ...config.maskOptions, ...opts.maskOptions };
+      const options: Record<string, unknown> = { bias: lin.bias !== null, randomSeed: config.randomSeed, ...config.maskOptions, ...extra };
       const res = maskFn!({ name: t.name, outFeatures: out, inFeatures: inn, weight }, config.r, options);
       t.flat = normalizeMask(res, out, inn, nnz, t.name);
     }
@@ -734,6 +753,35 @@ export class ShiraModel {
     for (const [, layer] of this.shiraLayers()) n += layer.adapters.get(adapter)?.nnz ?? 0;
     for (const [, w] of this.modulesToSaveWrappers()) n += w.copy(adapter)?.numParameters() ?? 0;
     return n;
+  }
+
+  // ------------------------------------------------------------------ training hooks (see train())
+
+  /**
+   * Prepares training in fused form: the active adapters are fused into the weights (exact base values kept),
+   * so forward and input gradients use the dense kernels. Returns a function that restores the previous
+   * fused/unfused state exactly. Called by `train()`.
+   */
+  beginTraining(): () => void {
+    this.#check();
+    const prev = this.#fused.slice();
+    const active = this.#active.slice();
+    const same = prev.length === active.length && prev.every((f, i) => f.name === active[i]);
+    if (!same) {
+      this.#restoreAll();
+      this.#fuseAll(active.map((name) => ({ name, weight: 1 })));
+    }
+    this.model.train(true);
+    return () => {
+      this.#restoreAll();
+      this.#fuseAll(prev);
+      this.#active = active;
+    };
+  }
+
+  /** Refreshes the fused weights at the adapters' positions after their values changed (O(nnz)). */
+  afterOptimizerStep(): void {
+    for (const [, layer] of this.shiraLayers()) layer.refreshFused();
   }
 
   /** Sets training mode on the model. */

@@ -1,0 +1,444 @@
+/**
+ * A LoRA baseline (PEFT's `LoraConfig` / LoRA `Linear`), for comparisons with SHiRA at the same parameter count
+ * (`r_lora·(in + out)` = SHiRA's `nnz` at the same `r`): unfused forward `y = x·Wᵀ + b + s·(x·Aᵀ)·Bᵀ` with
+ * `s = loraAlpha / r`, training (A ~ U(-1/√in, 1/√in), B = 0, as PEFT), and merge/unmerge through the engine's
+ * low-rank kernel (`W ± s·B·A`, O(out·in·r); unmerge subtracts, so the base drifts in the last bits as in PEFT).
+ * Saves and loads PEFT's LoRA files (`base_model.model.<m>.lora_A.weight [r, in]`, `lora_B.weight [out, r]`).
+ *
+ * ```ts
+ * const lora = getLoraModel(model, new LoraConfig({ r: 16, loraAlpha: 16, targetModules: ["fc1", "fc2"] }), "task");
+ * await train(lora, data, { epochs: 2, lr: 3e-3 });
+ * lora.merge();       // W += s·B·A
+ * lora.switchTo("other");
+ * ```
+ */
+import { ConfigError, FormatError, ShapeError, StateError } from "../errors.js";
+import { Linear } from "../nn/linear.js";
+import { Module } from "../nn/module.js";
+import { Parameter, Tensor, assertLive } from "../nn/tensor.js";
+import { runtime } from "../runtime/runtime.js";
+import { matchesTarget, type TargetModules } from "../shira/config.js";
+import { pyFloat, pythonJsonDumps } from "../shira/python-json.js";
+import { readSafetensors, toFloat32, writeSafetensors, type TensorInput } from "../io/safetensors.js";
+import type { AdapterFiles } from "../io/peft.js";
+
+export interface LoraConfigInit {
+  r?: number;
+  loraAlpha?: number;
+  targetModules?: TargetModules;
+  /** Dropout is not implemented (only 0 is accepted). */
+  loraDropout?: number;
+  initLoraWeights?: boolean;
+  inferenceMode?: boolean;
+}
+
+/** PEFT's `LoraConfig` (the fields this baseline uses). */
+export class LoraConfig {
+  r: number;
+  loraAlpha: number;
+  targetModules: TargetModules;
+  loraDropout: number;
+  initLoraWeights: boolean;
+  inferenceMode: boolean;
+
+  constructor(init: LoraConfigInit = {}) {
+    this.r = init.r ?? 8;
+    this.loraAlpha = init.loraAlpha ?? 8;
+    this.targetModules = init.targetModules ?? null;
+    this.loraDropout = init.loraDropout ?? 0;
+    this.initLoraWeights = init.initLoraWeights ?? true;
+    this.inferenceMode = init.inferenceMode ?? false;
+    if (!Number.isSafeInteger(this.r) || this.r <= 0) throw new ConfigError("CONFIG_R", `\`r\` should be a positive integer value but the value passed is ${this.r}`, { field: "r", value: this.r });
+    if (!Number.isFinite(this.loraAlpha)) throw new ConfigError("CONFIG_INVALID", `lora_alpha must be a number, got ${this.loraAlpha}`);
+    if (this.loraDropout !== 0) throw new ConfigError("CONFIG_INVALID", `lora_dropout ${this.loraDropout} is not supported by this baseline (use 0)`);
+  }
+
+  /** `loraAlpha / r`. */
+  get scaling(): number {
+    return this.loraAlpha / this.r;
+  }
+
+  /** PEFT's adapter_config.json text for this LoRA config. */
+  toJSONString(): string {
+    const tm = this.targetModules;
+    return pythonJsonDumps(
+      {
+        alpha_pattern: {},
+        auto_mapping: null,
+        base_model_name_or_path: null,
+        bias: "none",
+        fan_in_fan_out: false,
+        inference_mode: true,
+        init_lora_weights: this.initLoraWeights,
+        layers_pattern: null,
+        layers_to_transform: null,
+        lora_alpha: this.loraAlpha,
+        lora_dropout: pyFloat(this.loraDropout),
+        modules_to_save: null,
+        peft_type: "LORA",
+        r: this.r,
+        rank_pattern: {},
+        revision: null,
+        target_modules: Array.isArray(tm) ? [...new Set(tm)].sort() : tm,
+        task_type: null,
+        use_dora: false,
+        use_rslora: false,
+      },
+      { indent: 2, sortKeys: true },
+    );
+  }
+
+  /** Reads PEFT's LoRA adapter_config.json. */
+  static fromJSON(json: string | Record<string, unknown>): LoraConfig {
+    const o = (typeof json === "string" ? JSON.parse(json) : json) as Record<string, unknown>;
+    if (o["peft_type"] !== "LORA") throw new ConfigError("CONFIG_PEFT_TYPE", `adapter_config.json has peft_type ${JSON.stringify(o["peft_type"])}, expected "LORA"`);
+    return new LoraConfig({
+      r: o["r"] as number,
+      loraAlpha: o["lora_alpha"] as number,
+      targetModules: (o["target_modules"] as TargetModules) ?? null,
+      loraDropout: (o["lora_dropout"] as number) ?? 0,
+      initLoraWeights: (o["init_lora_weights"] as boolean) ?? true,
+      inferenceMode: true,
+    });
+  }
+}
+
+/** Holds child modules by adapter name (PyTorch's ModuleDict). */
+class ModuleDict extends Module {
+  forward(_x: Tensor): Tensor {
+    throw new StateError("ADAPTER_STATE", "ModuleDict has no forward");
+  }
+  get(name: string): Linear | undefined {
+    return this.namedChildren().find(([n]) => n === name)?.[1] as Linear | undefined;
+  }
+}
+
+/** A `Linear` with LoRA adapters (`base_layer`, `lora_A.<adapter>`, `lora_B.<adapter>`). */
+export class LoraLinear extends Module {
+  readonly baseLayer: Linear;
+  readonly loraA = new ModuleDict();
+  readonly loraB = new ModuleDict();
+  readonly scaling = new Map<string, number>();
+  activeAdapters: string[] = [];
+  merged: string[] = [];
+  disabled = false;
+  #cache: { x: Tensor; t: Tensor[] } | null = null;
+
+  constructor(base: Linear) {
+    super();
+    this.baseLayer = this.registerModule("base_layer", base);
+    this.registerModule("lora_A", this.loraA);
+    this.registerModule("lora_B", this.loraB);
+  }
+
+  get inFeatures(): number {
+    return this.baseLayer.inFeatures;
+  }
+  get outFeatures(): number {
+    return this.baseLayer.outFeatures;
+  }
+
+  addAdapter(name: string, r: number, scaling: number, initLoraWeights = true): void {
+    const a = new Linear(this.inFeatures, r, { bias: false });
+    const b = new Linear(r, this.outFeatures, { bias: false });
+    if (initLoraWeights) b.weight.data.fill(0);
+    this.loraA.registerModule(name, a);
+    this.loraB.registerModule(name, b);
+    this.scaling.set(name, scaling);
+  }
+
+  deleteAdapter(name: string): void {
+    if (this.merged.includes(name)) this.unmergeOne(name);
+    this.loraA.removeModule(name)?.free();
+    this.loraB.removeModule(name)?.free();
+    this.scaling.delete(name);
+    this.activeAdapters = this.activeAdapters.filter((n) => n !== name);
+  }
+
+  adapterNames(): string[] {
+    return this.loraA.namedChildren().map(([n]) => n);
+  }
+
+  /** A [r, in] and B [out, r] of an adapter. */
+  weights(name: string): { a: Parameter; b: Parameter } {
+    const a = this.loraA.get(name);
+    const b = this.loraB.get(name);
+    if (!a || !b) throw new StateError("ADAPTER_NOT_FOUND", `LoRA adapter "${name}" is not on this layer`);
+    return { a: a.weight, b: b.weight };
+  }
+
+  /** W += s·B·A (the engine's low-rank kernel). */
+  mergeOne(name: string): void {
+    const { a, b } = this.weights(name);
+    runtime().k.f32_lowrank_fuse(this.baseLayer.weight.ptr, b.ptr, a.ptr, this.scaling.get(name)!, this.outFeatures, this.inFeatures, a.shape[0]);
+    this.merged.push(name);
+  }
+
+  /** W -= s·B·A (not exact in float32, as PEFT). */
+  unmergeOne(name: string): void {
+    const { a, b } = this.weights(name);
+    runtime().k.f32_lowrank_fuse(this.baseLayer.weight.ptr, b.ptr, a.ptr, -this.scaling.get(name)!, this.outFeatures, this.inFeatures, a.shape[0]);
+    this.merged = this.merged.filter((n) => n !== name);
+  }
+
+  #unfused(): string[] {
+    if (this.disabled || this.merged.length) return [];
+    return this.activeAdapters.filter((n) => this.loraA.get(n));
+  }
+
+  forward(x: Tensor): Tensor {
+    assertLive(x, "LoraLinear.forward");
+    const y = this.baseLayer.forward(x);
+    const B = x.size / this.inFeatures;
+    const k = runtime().k;
+    const ts: Tensor[] = [];
+    for (const n of this.#unfused()) {
+      const { a, b } = this.weights(n);
+      const r = a.shape[0];
+      const t = Tensor.zeros([B, r]);
+      k.f32_gemm_nt(x.ptr, a.ptr, 0, t.ptr, B, this.inFeatures, r, 0);
+      k.f32_scale(t.ptr, this.scaling.get(n)!, t.size);
+      k.f32_gemm_nt(t.ptr, b.ptr, 0, y.ptr, B, r, this.outFeatures, 1);
+      if (this.training) ts.push(t);
+      else t.free();
+    }
+    if (this.training) {
+      this.#freeCache();
+      this.#cache = { x, t: ts };
+    }
+    return y;
+  }
+
+  override backward(gy: Tensor): Tensor {
+    const c = this.#cache;
+    if (!c) throw new StateError("ADAPTER_STATE", "LoraLinear.backward: no cached input (call forward in training mode first)");
+    const gx = this.baseLayer.backward(gy);
+    const x = c.x;
+    const B = x.size / this.inFeatures;
+    const k = runtime().k;
+    this.#unfused().forEach((n, i) => {
+      const { a, b } = this.weights(n);
+      const r = a.shape[0];
+      const s = this.scaling.get(n)!;
+      const t = c.t[i];
+      if (b.requiresGrad) k.f32_gemm_tn(gy.ptr, t.ptr, b.ensureGrad().ptr, B, this.outFeatures, r, 1);
+      const gt = Tensor.zeros([B, r]);
+      k.f32_gemm_nn(gy.ptr, b.ptr, gt.ptr, B, this.outFeatures, r, 0);
+      k.f32_scale(gt.ptr, s, gt.size);
+      if (a.requiresGrad) k.f32_gemm_tn(gt.ptr, x.ptr, a.ensureGrad().ptr, B, r, this.inFeatures, 1);
+      k.f32_gemm_nn(gt.ptr, a.ptr, gx.ptr, B, r, this.inFeatures, 1);
+      gt.free();
+    });
+    return gx;
+  }
+
+  #freeCache(): void {
+    if (this.#cache) for (const t of this.#cache.t) t.free();
+    this.#cache = null;
+  }
+
+  protected override clearOwnCache(): void {
+    this.#freeCache();
+  }
+}
+
+/** LoRA adapters over a model (a subset of PEFT's `LoraModel` for baselines). */
+export class LoraModel {
+  readonly model: Module;
+  readonly peftConfig = new Map<string, LoraConfig>();
+  #active: string[] = [];
+
+  constructor(model: Module, config: LoraConfig, adapterName = "default") {
+    this.model = model;
+    this.addAdapter(adapterName, config);
+    this.setAdapter(adapterName);
+  }
+
+  loraLayers(): [string, LoraLinear][] {
+    return this.model.namedModules().filter((e): e is [string, LoraLinear] => e[1] instanceof LoraLinear);
+  }
+
+  get activeAdapters(): string[] {
+    return this.#active.slice();
+  }
+  get adapterNames(): string[] {
+    return [...this.peftConfig.keys()];
+  }
+  get mergedAdapters(): string[] {
+    return this.loraLayers()[0]?.[1].merged.slice() ?? [];
+  }
+
+  addAdapter(name: string, config: LoraConfig, targets?: string[]): void {
+    if (this.peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`);
+    const found: [string, Linear | LoraLinear][] = [];
+    const inside: string[] = [];
+    for (const [n, m] of this.model.namedModules()) {
+      if (n === "" || inside.some((t) => n.startsWith(t + "."))) continue;
+      if (m instanceof LoraLinear) inside.push(n);
+      const hit = targets ? targets.includes(n) : matchesTarget(config.targetModules, n);
+      if (!hit) continue;
+      if (!(m instanceof Linear) && !(m instanceof LoraLinear)) throw new ConfigError("SHIRA_NOT_LINEAR", `LoRA target ${n} (${m.constructor.name}) is not a Linear layer`);
+      found.push([n, m]);
+    }
+    if (found.length === 0) throw new ConfigError("CONFIG_NO_TARGET", `Target modules ${JSON.stringify(config.targetModules)} not found in the base model.`);
+    const firstAdapter = this.peftConfig.size === 0;
+    for (const [n, m] of found) {
+      let layer: LoraLinear;
+      if (m instanceof LoraLinear) layer = m;
+      else {
+        layer = new LoraLinear(m);
+        this.model.setSubmodule(n, layer);
+      }
+      layer.addAdapter(name, config.r, config.scaling, config.initLoraWeights);
+      layer.activeAdapters = this.#active.slice();
+    }
+    this.peftConfig.set(name, config);
+    if (firstAdapter) for (const [pn, p] of this.model.namedParameters()) if (!pn.includes("lora_")) p.requiresGrad = false;
+    this.#updateTrainable();
+  }
+
+  #updateTrainable(): void {
+    for (const [, layer] of this.loraLayers()) {
+      for (const n of layer.adapterNames()) {
+        const { a, b } = layer.weights(n);
+        a.requiresGrad = b.requiresGrad = this.#active.includes(n) && !this.peftConfig.get(n)!.inferenceMode;
+      }
+    }
+  }
+
+  setAdapter(names: string | string[]): void {
+    const list = typeof names === "string" ? [names] : names.slice();
+    for (const n of list) if (!this.peftConfig.has(n)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${n}" not found`);
+    this.unmerge();
+    this.#active = list;
+    for (const [, layer] of this.loraLayers()) layer.activeAdapters = list.slice();
+    this.#updateTrainable();
+  }
+
+  deleteAdapter(name: string): void {
+    if (!this.peftConfig.has(name)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found`);
+    for (const [, layer] of this.loraLayers()) layer.deleteAdapter(name);
+    this.peftConfig.delete(name);
+    this.#active = this.#active.filter((n) => n !== name);
+  }
+
+  /** Merges the active adapters: W += s·B·A on every layer. */
+  merge(adapterNames: string[] = this.#active): void {
+    for (const [, layer] of this.loraLayers()) for (const n of adapterNames) if (layer.loraA.get(n) && !layer.merged.includes(n)) layer.mergeOne(n);
+  }
+
+  /** Unmerges (W -= s·B·A, in reverse order). */
+  unmerge(): void {
+    for (const [, layer] of this.loraLayers()) for (const n of layer.merged.slice().reverse()) layer.unmergeOne(n);
+  }
+
+  /** LoRA's fused switch: unmerge the current adapters, merge `name` (O(out·in·r) per layer). */
+  switchTo(name: string): void {
+    if (!this.peftConfig.has(name)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found`);
+    this.unmerge();
+    this.#active = [name];
+    for (const [, layer] of this.loraLayers()) layer.activeAdapters = [name];
+    this.merge([name]);
+    this.#updateTrainable();
+  }
+
+  /** Merges several adapters with weights (scales each adapter's delta), after unmerging. */
+  fuse(entries: { name: string; weight?: number }[]): void {
+    this.unmerge();
+    for (const [, layer] of this.loraLayers()) {
+      for (const e of entries) {
+        if (!layer.loraA.get(e.name)) continue;
+        const s = layer.scaling.get(e.name)!;
+        layer.scaling.set(e.name, s * (e.weight ?? 1));
+        layer.mergeOne(e.name);
+        layer.scaling.set(e.name, s);
+      }
+    }
+    this.#active = entries.map((e) => e.name);
+    for (const [, layer] of this.loraLayers()) layer.activeAdapters = this.#active.slice();
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.model.forward(x);
+  }
+  backward(gy: Tensor): Tensor {
+    return this.model.backward(gy);
+  }
+  train(mode = true): this {
+    this.model.train(mode);
+    return this;
+  }
+  eval(): this {
+    this.model.eval();
+    return this;
+  }
+  trainableParameters(): Parameter[] {
+    return this.model.parameters().filter((p) => p.requiresGrad);
+  }
+  /** Runs `fn` on the base model (adapters unmerged and disabled), then restores. */
+  disableAdapters<R>(fn: () => R): R {
+    const merged = this.mergedAdapters;
+    this.unmerge();
+    for (const [, l] of this.loraLayers()) l.disabled = true;
+    try {
+      return fn();
+    } finally {
+      for (const [, l] of this.loraLayers()) l.disabled = false;
+      if (merged.length) this.merge(merged);
+    }
+  }
+  /** Stored values of an adapter (Σ r·(in + out)). */
+  adapterSize(name: string): number {
+    let n = 0;
+    for (const [, layer] of this.loraLayers()) if (layer.loraA.get(name)) n += layer.weights(name).a.size + layer.weights(name).b.size;
+    return n;
+  }
+
+  /** PEFT's LoRA files for one adapter, in memory. */
+  saveAdapter(name: string): AdapterFiles {
+    const cfg = this.peftConfig.get(name);
+    if (!cfg) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found`);
+    const tensors = new Map<string, TensorInput>();
+    for (const [ln, layer] of this.loraLayers()) {
+      if (!layer.loraA.get(name)) continue;
+      const { a, b } = layer.weights(name);
+      tensors.set(`base_model.model.${ln}.lora_A.weight`, { dtype: "F32", shape: a.shape, data: a.toArray() });
+      tensors.set(`base_model.model.${ln}.lora_B.weight`, { dtype: "F32", shape: b.shape, data: b.toArray() });
+    }
+    return { "adapter_config.json": cfg.toJSONString(), "adapter_model.safetensors": writeSafetensors(tensors, { format: "pt" }) };
+  }
+
+  /** Loads PEFT's LoRA files as a new adapter (validated first). */
+  loadAdapterFiles(configJson: string | Record<string, unknown>, bytes: Uint8Array, name: string): void {
+    const cfg = LoraConfig.fromJSON(configJson);
+    const file = readSafetensors(bytes);
+    const values = new Map<string, { a: Float32Array; b: Float32Array }>();
+    for (const key of file.names()) {
+      const m = /^base_model\.model\.(.+)\.lora_(A|B)\.weight$/.exec(key);
+      if (!m) throw new FormatError("SHIRA_UNEXPECTED_TENSOR", `${key}: not a LoRA tensor`, { tensor: key });
+      const lin = this.model.getSubmodule(m[1]);
+      const base = lin instanceof LoraLinear ? lin.baseLayer : lin instanceof Linear ? lin : null;
+      if (!base) throw new FormatError("SHIRA_NOT_LINEAR", `${key}: ${m[1]} is not a Linear layer`);
+      const shape = file.entry(key).shape;
+      const want = m[2] === "A" ? [cfg.r, base.inFeatures] : [base.outFeatures, cfg.r];
+      if (shape[0] !== want[0] || shape[1] !== want[1] || shape.length !== 2) throw new ShapeError("SHAPE_MISMATCH", `${key}: [${shape.join(", ")}], expected [${want.join(", ")}]`);
+      const e = values.get(m[1]) ?? { a: new Float32Array(0), b: new Float32Array(0) };
+      if (m[2] === "A") e.a = toFloat32(file.get(key));
+      else e.b = toFloat32(file.get(key));
+      values.set(m[1], e);
+    }
+    for (const [mod, v] of values) if (!v.a.length || !v.b.length) throw new FormatError("SHIRA_MISSING_TENSOR", `LoRA adapter: ${mod} lacks lora_A or lora_B`);
+    this.addAdapter(name, cfg, [...values.keys()]);
+    for (const [mod, v] of values) {
+      const layer = this.model.getSubmodule(mod) as LoraLinear;
+      const { a, b } = layer.weights(name);
+      a.data.set(v.a);
+      b.data.set(v.b);
+    }
+  }
+}
+
+/** Wraps `model` with a LoRA adapter (PEFT's `get_peft_model` with a `LoraConfig`). */
+export function getLoraModel(model: Module, config: LoraConfig, adapterName = "default"): LoraModel {
+  return new LoraModel(model, config, adapterName);
+}

@@ -103,3 +103,7 @@ export type { Calibration } from "./train/calibrate.js";
 // ---------------------------------------------------------------- LoRA baseline
 export { LoraConfig, LoraLinear, LoraModel, getLoraModel } from "./lora/lora.js";
 export type { LoraConfigInit } from "./lora/lora.js";
+
+// ---------------------------------------------------------------- demo model (MNIST MLP used by the CLI and the browser page)
+export { createMlp, mlpLinearNames, MNIST_MLP } from "./demo/mnist-mlp.js";
+export type { MlpSpec } from "./demo/mnist-mlp.js";

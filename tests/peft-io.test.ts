@@ -276,6 +276,32 @@ describe("saving in PEFT's format", () => {
   });
 });
 
+describe("base models", () => {
+  test("lazy loading (file handle, Blob) reads the same weights; mergeAndUnload + writeSafetensors keeps the key names", async () => {
+    const { openFileSource, openSafetensors, blobSource } = await import("../src/node.js");
+    const sync = fixtureModel();
+    const lazy = new MLP();
+    const file = await openSafetensors(await openFileSource(fixturePath("mlp", "model.safetensors")));
+    const r = await lazy.loadStateDictAsync(file);
+    await file.close();
+    assert.deepEqual(r, { missingKeys: [], unexpectedKeys: [] });
+    const viaBlob = new MLP();
+    await viaBlob.loadStateDictAsync(await openSafetensors(blobSource(new Blob([readFileSync(fixturePath("mlp", "model.safetensors"))]))));
+    for (const [k, t] of Object.entries(sync.stateDict())) {
+      assert.ok(bitsEqual(t.toArray(), lazy.stateDict()[k].toArray()), k);
+      assert.ok(bitsEqual(t.toArray(), viaBlob.stateDict()[k].toArray()), k);
+    }
+    // shapes are checked from the header before any tensor is read
+    const wrong = new Sequential({ lin0: new Linear(10, 21) });
+    await assert.rejects(wrong.loadStateDictAsync(await openSafetensors(blobSource(new Blob([readFileSync(fixturePath("mlp", "model.safetensors"))]))), { strict: false }), /lin0\.weight: file \[20, 10\], model \[21, 10\]/);
+    // deployment path
+    const peft = await PeftModel.fromPretrained(fixtureModel(), fixturePath("mlp", "beta"));
+    const merged = readSafetensors(writeSafetensors(peft.mergeAndUnload().stateDict(), { format: "pt" }));
+    assert.deepEqual(merged.names().sort(), readFixture("mlp", "model.safetensors").names().sort());
+    for (const m of ["lin1", "lin2", "lin3"]) assert.ok(bitsEqual(merged.f32(`${m}.weight`), cases.f32(`merged.${m}.weight`)), m);
+  });
+});
+
 test("fixture copies match the shared originals when present", () => {
   const shared = join(fixturePath(), "..", "..", "..", "..", "shared", "fixtures", "peft");
   if (!existsSync(shared)) return; // a clean clone outside the workspace has only the copies

@@ -348,6 +348,15 @@ describe("rapid fused switching is exact", () => {
     assert.ok(maxAbsDiff(base, cases.f32("out.base")) < 1e-5);
     assert.deepEqual(peft.mergedAdapters, ["alpha"]);
     assert.ok(maxAbsDiff(run(peft), cases.f32("out.alpha")) < 1e-5);
+    // switchToBase: the base model, exactly; the next switch enables adapters again
+    peft.switchToBase();
+    assert.equal(peft.adaptersDisabled, true);
+    assert.deepEqual(peft.mergedAdapters, []);
+    assert.ok(maxAbsDiff(run(peft), cases.f32("out.base")) < 1e-5);
+    assert.throws(() => peft.disableAdapters(() => peft.switchTo("beta")), (e: unknown) => e instanceof StateError && e.code === "ADAPTER_STATE");
+    peft.switchTo("beta");
+    assert.equal(peft.adaptersDisabled, false);
+    assert.ok(maxAbsDiff(run(peft), cases.f32("out.beta")) < 1e-5);
   });
 
   test("1,000 addAdapter / deleteAdapter cycles (with fusing) do not grow wasm memory", () => {

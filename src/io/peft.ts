@@ -19,7 +19,7 @@ import type { Module } from "../nn/module.js";
 import { ShiraConfig } from "../shira/config.js";
 import { ShiraLinear } from "../shira/layer.js";
 import { ModulesToSaveWrapper } from "../shira/modules-to-save.js";
-import { fileSystem } from "./platform.js";
+import { fileSystem, hasFileSystem } from "./platform.js";
 import { readSafetensors, toFloat32, toInt32, writeSafetensors, type SafetensorsFile, type TensorInput } from "./safetensors.js";
 
 export const CONFIG_NAME = "adapter_config.json";
@@ -76,6 +76,8 @@ async function fetchBytes(url: string): Promise<Uint8Array> {
 
 /** Reads both files of an adapter from any {@link AdapterSource}. */
 export async function readAdapterFiles(source: AdapterSource): Promise<{ config: string | Record<string, unknown>; model: Uint8Array; where: string }> {
+  // without a file system (browsers), a relative string is a URL relative to the page
+  if (typeof source === "string" && !isUrl(source) && !hasFileSystem() && typeof location !== "undefined") source = new URL(source, location.href);
   if (typeof source === "string" && !isUrl(source)) {
     const fs = fileSystem("fromPretrained");
     const cfg = await fs.readFile(fs.join(source, CONFIG_NAME));

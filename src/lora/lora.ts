@@ -248,10 +248,21 @@ export class LoraModel {
   readonly peftConfig = new Map<string, LoraConfig>();
   #active: string[] = [];
 
-  constructor(model: Module, config: LoraConfig, adapterName = "default") {
+  /** Wraps `model`; with a config, adds and activates the first adapter. */
+  constructor(model: Module, config?: LoraConfig, adapterName = "default") {
     this.model = model;
-    this.addAdapter(adapterName, config);
-    this.setAdapter(adapterName);
+    if (config) {
+      this.addAdapter(adapterName, config);
+      this.setAdapter(adapterName);
+    }
+  }
+
+  /** Loads PEFT LoRA files onto `model` as the active adapter `name`. */
+  static fromAdapterFiles(model: Module, configJson: string | Record<string, unknown>, bytes: Uint8Array, name = "default"): LoraModel {
+    const m = new LoraModel(model);
+    m.loadAdapterFiles(configJson, bytes, name);
+    m.setAdapter(name);
+    return m;
   }
 
   loraLayers(): [string, LoraLinear][] {

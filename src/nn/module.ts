@@ -158,9 +158,17 @@ export abstract class Module {
    * ```
    */
   loadStateDict(source: StateDictSource, opts: LoadStateDictOptions = {}): LoadStateDictResult {
-    const strict = opts.strict ?? true;
     const own = this.stateDict();
     const entries = stateDictEntries(source);
+    const result = this.#check(entries, own, opts.strict ?? true);
+    // Convert everything first (a conversion error must not leave the model half-loaded).
+    const values = new Map<string, ArrayLike<number>>();
+    for (const k of entries.keys()) if (k in own) values.set(k, entries.get(k)!.data());
+    for (const [k, v] of values) own[k].data.set(v);
+    return result;
+  }
+
+  #check(entries: Map<string, Entry>, own: Record<string, Tensor>, strict: boolean): LoadStateDictResult {
     const names = [...entries.keys()];
     const missing = Object.keys(own).filter((k) => !entries.has(k));
     const unexpected = names.filter((k) => !(k in own));
@@ -178,11 +186,31 @@ export abstract class Module {
       if (misShaped.length) parts.push(`mis-shaped: ${misShaped.join("; ")}`);
       throw new ShapeError("STATE_DICT_MISMATCH", `loadStateDict: ${parts.join(" | ")}`, { missingKeys: missing, unexpectedKeys: unexpected, misShaped });
     }
-    // Convert everything first (a conversion error must not leave the model half-loaded).
-    const values = new Map<string, ArrayLike<number>>();
-    for (const k of names) if (k in own) values.set(k, entries.get(k)!.data());
-    for (const [k, v] of values) own[k].data.set(v);
     return { missingKeys: missing, unexpectedKeys: unexpected };
+  }
+
+  /**
+   * Loads tensors one at a time from a lazy source (a safetensors file opened with `openSafetensors`), so a large
+   * model is never held twice in memory. Names and shapes are all checked against the header first.
+   * ```ts
+   * const file = await openSafetensors(await openFileSource("model.safetensors"));   // or blobSource(file) in a browser
+   * await model.loadStateDictAsync(file);
+   * ```
+   */
+  async loadStateDictAsync(
+    source: { names(): string[]; entry(name: string): { shape: readonly number[] }; f32(name: string): Promise<Float32Array> },
+    opts: LoadStateDictOptions = {},
+  ): Promise<LoadStateDictResult> {
+    // validate names and shapes from the header with the synchronous checker (no tensor data is read)
+    const shapesOnly = new Map<string, TensorLike>();
+    for (const k of source.names()) {
+      const shape = source.entry(k).shape;
+      shapesOnly.set(k, { shape, data: { length: numel(shape) } as ArrayLike<number> });
+    }
+    const own = this.stateDict();
+    const result = this.#check(stateDictEntries(shapesOnly), own, opts.strict ?? true);
+    for (const k of source.names()) if (k in own) own[k].data.set(await source.f32(k));
+    return result;
   }
 
   /** Sets training mode on this module and its children. */

@@ -154,6 +154,7 @@ export class Runtime {
   #u8: Uint8Array;
   #liveBytes = 0;
   #liveBlocks = 0;
+  #peakBytes = 0;
 
   constructor(exports: Kernels, variant: WasmVariant) {
     this.k = exports;
@@ -199,6 +200,14 @@ export class Runtime {
   get liveBytes(): number {
     return this.#liveBytes;
   }
+  /** High-water mark of {@link liveBytes} since the last {@link resetPeak} (for peak-memory measurements). */
+  get peakLiveBytes(): number {
+    return this.#peakBytes;
+  }
+  /** Restarts the {@link peakLiveBytes} measurement from the current live bytes. */
+  resetPeak(): void {
+    this.#peakBytes = this.#liveBytes;
+  }
   /** Number of live buffers handed out by this runtime. */
   get liveBlocks(): number {
     return this.#liveBlocks;
@@ -217,6 +226,7 @@ export class Runtime {
     if (ptr === 0) throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: cannot allocate ${bytes} bytes in wasm memory`);
     this.#liveBytes += bytes;
     this.#liveBlocks++;
+    if (this.#liveBytes > this.#peakBytes) this.#peakBytes = this.#liveBytes;
     return ptr;
   }
 

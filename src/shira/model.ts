@@ -82,6 +82,8 @@ export class ShiraModel {
   #active: string[] = [];
   #fused: { name: string; weight: number }[] = [];
   #disabled = false;
+  /** Depth of `disableAdapters(fn)` scopes (state changes are refused inside one). */
+  #scopes = 0;
   #unloaded = false;
 
   /**
@@ -343,6 +345,7 @@ export class ShiraModel {
     if (list.length === 0) throw new ConfigError("CONFIG_INVALID", "setAdapter: give at least one adapter name");
     for (const n of list) this.#requireAdapter(n);
     if (new Set(list).size !== list.length) throw new ConfigError("CONFIG_INVALID", `setAdapter: duplicate names in ${JSON.stringify(list)}`);
+    this.#enableForChange("setAdapter");
     if (this.merged) this.#restoreAll();
     this.#setActive(list);
   }
@@ -412,11 +415,16 @@ export class ShiraModel {
    */
   disableAdapters<R>(fn: () => R): R {
     this.#check();
-    if (this.#disabled) return fn();
+    const wasDisabled = this.#disabled;
     const fused = this.#fused.slice();
-    this.#restoreAll();
-    this.#setDisabled(true);
+    if (!wasDisabled) {
+      this.#restoreAll();
+      this.#setDisabled(true);
+    }
+    this.#scopes++;
     const done = () => {
+      this.#scopes--;
+      if (wasDisabled) return;
       this.#setDisabled(false);
       this.#fuseAll(fused);
     };
@@ -447,7 +455,23 @@ export class ShiraModel {
   /** Re-enables adapter layers. */
   enableAdapterLayers(): void {
     this.#check();
+    this.#noDisabledScope("enableAdapterLayers");
     this.#setDisabled(false);
+  }
+
+  /**
+   * Switches to the base model: fused adapters are unfused exactly and adapter layers disabled, in O(nnz). The next
+   * `switchTo` / `fuse` / `merge` / `setAdapter` enables them again.
+   * ```ts
+   * peft.switchToBase();     // the plain base model
+   * peft.switchTo("rot90");  // back to an adapter
+   * ```
+   */
+  switchToBase(): void {
+    this.#check();
+    this.#noDisabledScope("switchToBase");
+    this.#restoreAll();
+    this.#setDisabled(true);
   }
 
   #setDisabled(v: boolean): void {
@@ -523,7 +547,7 @@ export class ShiraModel {
    */
   merge(opts: MergeOptions = {}): void {
     this.#check();
-    this.#noDisabledScope("merge");
+    this.#enableForChange("merge");
     const names = opts.adapterNames ?? this.#active;
     for (const n of names) this.#requireAdapter(n);
     const todo = [...new Set(names)].filter((n) => !this.#fused.some((f) => f.name === n)).map((name) => ({ name, weight: 1 }));
@@ -559,7 +583,7 @@ export class ShiraModel {
    */
   fuse(entries: FuseEntry[], opts: { safeMerge?: boolean } = {}): void {
     this.#check();
-    this.#noDisabledScope("fuse");
+    this.#enableForChange("fuse");
     if (!Array.isArray(entries) || entries.length === 0) throw new ConfigError("CONFIG_INVALID", "fuse: give at least one { name, weight }");
     const list = entries.map((e) => ({ name: e.name, weight: e.weight ?? 1 }));
     for (const e of list) {
@@ -584,8 +608,14 @@ export class ShiraModel {
     this.#setActive(list.map((e) => e.name));
   }
 
+  /** Refuses state changes inside a `disableAdapters(fn)` scope; outside one, re-enables disabled adapter layers. */
   #noDisabledScope(what: string): void {
-    if (this.#disabled) throw new StateError("ADAPTER_STATE", `${what}: adapters are disabled; enable them first`);
+    if (this.#scopes > 0) throw new StateError("ADAPTER_STATE", `${what}: not allowed inside disableAdapters(fn)`);
+  }
+
+  #enableForChange(what: string): void {
+    this.#noDisabledScope(what);
+    if (this.#disabled) this.#setDisabled(false);
   }
 
   // ------------------------------------------------------------------ unload

@@ -1,14 +1,14 @@
 // ShiraConfig against PEFT's adapter_config.json fixtures, and pythonJsonDumps against hand-checked Python output.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { fixturePath } from "./helpers/fixtures.js";
 import { readFileSync } from "node:fs";
 import { ConfigError } from "../src/errors.js";
 import { DEFAULT_PEFT_VERSION, matchesTarget, SHIRA_CONFIG_KEYS, ShiraConfig } from "../src/shira/config.js";
 import { randomMask, structMask, type MaskFn } from "../src/shira/mask.js";
 import { compareCodePoints, pyFloat, pythonFloatRepr, pythonJsonDumps, pythonJsonString } from "../src/shira/python-json.js";
 
-const FIXTURES = "/work/shared/fixtures/peft";
-const read = (p: string): string => readFileSync(`${FIXTURES}/${p}`, "utf8");
+const read = (p: string): string => readFileSync(fixturePath(p), "utf8");
 
 function assertConfigError(fn: () => unknown, code: string, re?: RegExp): ConfigError {
   let caught: ConfigError | undefined;

@@ -1,7 +1,7 @@
 // Mask functions against PEFT's stored masks and independent (sort-based / dense brute-force) references.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readIntTensors } from "./helpers/fixtures.js";
 import { ConfigError, ShapeError } from "../src/errors.js";
 import {
   builtinMaskFn,
@@ -20,28 +20,6 @@ import {
 } from "../src/shira/mask.js";
 import { TorchGenerator } from "../src/shira/randperm.js";
 
-const FIXTURES = "/work/shared/fixtures/peft";
-
-/** Minimal safetensors reader for the tests (I32 and I64 only): header length, JSON header, data offsets. */
-function readTensors(path: string): Map<string, { shape: number[]; data: number[] }> {
-  const bytes = readFileSync(path);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLen = Number(view.getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen))) as Record<
-    string,
-    { dtype: string; shape: number[]; data_offsets: [number, number] }
-  >;
-  const base = 8 + headerLen;
-  const out = new Map<string, { shape: number[]; data: number[] }>();
-  for (const [name, t] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    const [begin, end] = t.data_offsets;
-    const slice = bytes.slice(base + begin, base + end);
-    if (t.dtype === "I32") out.set(name, { shape: t.shape, data: Array.from(new Int32Array(slice.buffer, slice.byteOffset, (end - begin) / 4)) });
-    else if (t.dtype === "I64") out.set(name, { shape: t.shape, data: Array.from(new BigInt64Array(slice.buffer, slice.byteOffset, (end - begin) / 8), Number) });
-  }
-  return out;
-}
 
 /** Deterministic test data: uniform integers in [0, m) from PyTorch's generator. */
 function rng(seed: number): (m: number) => number {
@@ -86,7 +64,7 @@ test("randomMask reproduces PEFT's stored shira_indices for the mlp adapters (al
   ];
   const files = new Map<string, Map<string, { shape: number[]; data: number[] }>>();
   for (const [adapter, layer, out, inF, r, seed] of cases) {
-    if (!files.has(adapter)) files.set(adapter, readTensors(`${FIXTURES}/mlp/${adapter}/adapter_model.safetensors`));
+    if (!files.has(adapter)) files.set(adapter, readIntTensors("mlp", adapter, "adapter_model.safetensors"));
     const t = files.get(adapter)!.get(`base_model.model.${layer}.shira_indices`)!;
     const nnz = r * (out + inF);
     assert.deepEqual(t.shape, [2, nnz]);
@@ -98,7 +76,7 @@ test("randomMask reproduces PEFT's stored shira_indices for the mlp adapters (al
     assert.deepEqual(Array.from(rowsColsToFlat(rows, cols, inF)), Array.from(flat));
   }
   // the mask is sort(randperm prefix): check against the randperm fixture too
-  const rp = readTensors(`${FIXTURES}/randperm/randperm.safetensors`).get("n1200_seed3")!.data;
+  const rp = readIntTensors("randperm", "randperm.safetensors").get("n1200_seed3")!.data;
   assert.deepEqual(Array.from(randomMask(30, 40, 1, 3)), rp.slice(0, 70).sort((a, b) => a - b));
   // undefined seed = null seed = default seed; bigint seed with the same low 32 bits
   assert.deepEqual(Array.from(randomMask(40, 20, 2)), Array.from(randomMask(40, 20, 2, null)));

@@ -1,7 +1,7 @@
 // PyTorch CPU generator and randperm against the PEFT fixtures (PyTorch 1.13) and independent references.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readIntTensors } from "./helpers/fixtures.js";
 import { ConfigError } from "../src/errors.js";
 import {
   mod64,
@@ -13,33 +13,8 @@ import {
   TorchGenerator,
 } from "../src/shira/randperm.js";
 
-const FIXTURES = "/work/shared/fixtures/peft";
 
-/** Minimal safetensors reader for the tests (I64 -> Number, I32): header length, JSON header, data offsets. */
-function readTensors(path: string): Map<string, { shape: number[]; data: number[] }> {
-  const bytes = readFileSync(path);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLen = Number(view.getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen))) as Record<
-    string,
-    { dtype: string; shape: number[]; data_offsets: [number, number] }
-  >;
-  const base = 8 + headerLen;
-  const out = new Map<string, { shape: number[]; data: number[] }>();
-  for (const [name, t] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    const [begin, end] = t.data_offsets;
-    const slice = bytes.slice(base + begin, base + end); // copy: aligned buffer
-    let data: number[];
-    if (t.dtype === "I64") data = Array.from(new BigInt64Array(slice.buffer, slice.byteOffset, (end - begin) / 8), Number);
-    else if (t.dtype === "I32") data = Array.from(new Int32Array(slice.buffer, slice.byteOffset, (end - begin) / 4));
-    else continue;
-    out.set(name, { shape: t.shape, data });
-  }
-  return out;
-}
-
-const fixtures = readTensors(`${FIXTURES}/randperm/randperm.safetensors`);
+const fixtures = readIntTensors("randperm", "randperm.safetensors");
 
 /** Straightforward full PyTorch loop (n-element array), the reference for the prefix shortcut. */
 function fullRandperm(n: number, seed: number | bigint): number[] {

@@ -4,6 +4,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { FIXTURES } from "./helpers/fixtures.js";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,11 +30,7 @@ import {
 } from "../src/io/safetensors.js";
 import { bytesSource } from "../src/io/byte-source.js";
 
-const FIX = ((): string => {
-  const local = fileURLToPath(new URL("./fixtures/peft/", import.meta.url));
-  if (existsSync(join(local, "bad", "manifest.json"))) return local;
-  return process.env["SHIRA_PEFT_FIXTURES"] ?? "/work/shared/fixtures/peft";
-})();
+const FIX = FIXTURES;
 
 const RUNS = Number(process.env["FC_RUNS_SCALE"] ?? 1);
 const runs = (n: number): number => Math.max(1, Math.round(n * RUNS));

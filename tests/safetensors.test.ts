@@ -3,6 +3,7 @@
 
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
+import { FIXTURES } from "./helpers/fixtures.js";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -35,12 +36,7 @@ import { openFileSource, readFileBytes, writeFileBytes } from "../src/io/node-so
 // helpers
 // ----------------------------------------------------------------------------------------------------------------
 
-/** PEFT fixtures: tests/fixtures/peft in the repo, else $SHIRA_PEFT_FIXTURES, else the shared checkout. */
-const FIX = ((): string => {
-  const local = fileURLToPath(new URL("./fixtures/peft/", import.meta.url));
-  if (existsSync(join(local, "bad", "manifest.json"))) return local;
-  return process.env["SHIRA_PEFT_FIXTURES"] ?? "/work/shared/fixtures/peft";
-})();
+const FIX = FIXTURES;
 
 const fx = (p: string): Uint8Array => new Uint8Array(readFileSync(join(FIX, p)));
 

@@ -15,6 +15,21 @@ export function readFixture(...parts: string[]): SafetensorsFile {
   return readSafetensors(readFileSync(fixturePath(...parts)));
 }
 
+/** Integer tensors (I32/I64) of a fixture file as plain numbers, with their shapes. */
+export function readIntTensors(...parts: string[]): Map<string, { shape: number[]; data: number[] }> {
+  const file = readFixture(...parts);
+  const out = new Map<string, { shape: number[]; data: number[] }>();
+  for (const name of file.names()) {
+    const e = file.entry(name);
+    if (e.dtype === "I32") out.set(name, { shape: [...e.shape], data: Array.from(file.i32(name)) });
+    else if (e.dtype === "I64") {
+      const b = file.get(name).bytes.slice(); // aligned copy; values may exceed int32 (raw MT19937 outputs)
+      out.set(name, { shape: [...e.shape], data: Array.from(new BigInt64Array(b.buffer, 0, b.length / 8), Number) });
+    }
+  }
+  return out;
+}
+
 /** PEFT's tests/test_shira.py MLP: lin0 10->20, ReLU, lin1 20->40, ReLU, lin2 40->30, ReLU, lin3 30->10, LogSoftmax. */
 export class MLP extends Module {
   relu = this.registerModule("relu", new ReLU());

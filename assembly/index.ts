@@ -9,3 +9,4 @@ export * from "./activation";
 export * from "./softmax";
 export * from "./optim";
 export * from "./vector";
+export * from "./switch";

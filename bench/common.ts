@@ -13,7 +13,11 @@ export const RESULTS_DIR = join(BENCH_DIR, "results");
 // ---------------------------------------------------------------------------------------------- timing
 
 export interface TimeOptions {
-  /** Untimed calls before measuring (JIT tier-up, caches, page faults). Default 2. */
+  /**
+   * Untimed calls before measuring (JIT tier-up, caches, page faults). Default 2. Warm-up continues past this
+   * (up to 4x as many calls, 3 s) while the latest call is still > 1.25x the fastest one: V8 runs a wasm function
+   * in its baseline tier (Liftoff) until the optimized code, compiled in the background, is installed.
+   */
   warmup?: number;
   /** Minimum number of timed repetitions. Default 5. */
   minRuns?: number;
@@ -37,10 +41,22 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : 0.5 * (s[m - 1] + s[m]);
 }
 
+function warmSync(fn: () => void, warmup: number): void {
+  let best = Infinity;
+  let last = Infinity;
+  const start = performance.now();
+  for (let i = 0; i < warmup || (i < 4 * warmup && last > 1.25 * best && performance.now() - start < 3000); i++) {
+    const t0 = performance.now();
+    fn();
+    last = performance.now() - t0;
+    best = Math.min(best, last);
+  }
+}
+
 /** Times a synchronous function: median over repeated runs after warm-up. */
 export function timeSync(fn: () => void, opts: TimeOptions = {}): Timing {
   const { warmup = 2, minRuns = 5, maxRuns = 200, minTimeMs = 400 } = opts;
-  for (let i = 0; i < warmup; i++) fn();
+  warmSync(fn, warmup);
   const ts: number[] = [];
   const start = performance.now();
   while (ts.length < maxRuns && (ts.length < minRuns || performance.now() - start < minTimeMs)) {
@@ -54,7 +70,15 @@ export function timeSync(fn: () => void, opts: TimeOptions = {}): Timing {
 /** Times an asynchronous function (e.g. an onnxruntime session run): median over repeated runs after warm-up. */
 export async function timeAsync(fn: () => Promise<unknown>, opts: TimeOptions = {}): Promise<Timing> {
   const { warmup = 2, minRuns = 5, maxRuns = 200, minTimeMs = 400 } = opts;
-  for (let i = 0; i < warmup; i++) await fn();
+  let best = Infinity;
+  let last = Infinity;
+  const warmStart = performance.now();
+  for (let i = 0; i < warmup || (i < 4 * warmup && last > 1.25 * best && performance.now() - warmStart < 3000); i++) {
+    const t0 = performance.now();
+    await fn();
+    last = performance.now() - t0;
+    best = Math.min(best, last);
+  }
   const ts: number[] = [];
   const start = performance.now();
   while (ts.length < maxRuns && (ts.length < minRuns || performance.now() - start < minTimeMs)) {
@@ -65,11 +89,42 @@ export async function timeAsync(fn: () => Promise<unknown>, opts: TimeOptions = 
   return { median: median(ts), min: Math.min(...ts), max: Math.max(...ts), runs: ts.length };
 }
 
+/**
+ * Times several contenders round-robin (one call of each per round, after each one's warm-up), so that they see
+ * the same machine state: on a shared machine, load that comes and goes then biases none of them. Returns one
+ * Timing per contender (median over the rounds).
+ */
+export async function timeRoundRobin(fns: (() => unknown)[], opts: TimeOptions = {}): Promise<Timing[]> {
+  const { warmup = 2, minRuns = 5, maxRuns = 200, minTimeMs = 400 } = opts;
+  for (const fn of fns) {
+    let best = Infinity;
+    let last = Infinity;
+    const warmStart = performance.now();
+    for (let i = 0; i < warmup || (i < 4 * warmup && last > 1.25 * best && performance.now() - warmStart < 3000); i++) {
+      const t0 = performance.now();
+      await fn();
+      last = performance.now() - t0;
+      best = Math.min(best, last);
+    }
+  }
+  const ts: number[][] = fns.map(() => []);
+  const start = performance.now();
+  while (ts[0].length < maxRuns && (ts[0].length < minRuns || performance.now() - start < minTimeMs * fns.length)) {
+    for (let i = 0; i < fns.length; i++) {
+      const t0 = performance.now();
+      await fns[i]();
+      ts[i].push(performance.now() - t0);
+    }
+  }
+  return ts.map((t) => ({ median: median(t), min: Math.min(...t), max: Math.max(...t), runs: t.length }));
+}
+
 // ---------------------------------------------------------------------------------------------- output
 
 /** Formats a number with `digits` significant decimals, or "-" for null/NaN. */
 export function fmt(x: number | null | undefined, digits = 3): string {
   if (x === null || x === undefined || !Number.isFinite(x)) return "-";
+  if (Number.isInteger(x)) return String(x);
   if (Math.abs(x) >= 1000) return x.toFixed(0);
   if (Math.abs(x) >= 100) return x.toFixed(Math.max(0, digits - 2));
   if (Math.abs(x) >= 10) return x.toFixed(Math.max(0, digits - 1));

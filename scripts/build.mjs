@@ -75,7 +75,7 @@ async function bundle() {
       outfile: join(root, "dist/cli.js"),
       platform: "node",
       format: "esm",
-      external: nodeExternal,
+      external: [...nodeExternal, "onnxruntime-web", "playwright-core", "fast-check"],
       banner: { js: "#!/usr/bin/env node\nimport { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     });
   }

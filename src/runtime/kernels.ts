@@ -56,6 +56,7 @@ export interface Kernels {
   f32_adamw(p: number, g: number, m: number, v: number, n: number, lr: number, beta1: number, beta2: number, eps: number, wd: number, bc1: number, bc2: number): void;
   // vectors
   f32_fill(p: number, v: number, n: number): void;
+  f32_fill_scalar(p: number, v: number, n: number): void;
   f32_copy(src: number, dst: number, n: number): void;
   f32_axpy(a: number, x: number, y: number, n: number): void;
   f32_scale(x: number, s: number, n: number): void;
@@ -63,5 +64,10 @@ export interface Kernels {
   f32_sum_sq(x: number, n: number): number;
   f32_find_nonfinite(x: number, n: number): number;
   f32_transpose(src: number, dst: number, rows: number, cols: number): void;
+  // single-pass switching (assembly/switch.ts)
+  f32_switch_merge(w: number, idxA: number, savedA: number, nA: number, idxB: number, savedB: number, vB: number, scale: number, nB: number): void;
+  f32_switch_merge_scalar(w: number, idxA: number, savedA: number, nA: number, idxB: number, savedB: number, vB: number, scale: number, nB: number): void;
+  f32_gather_scatter_add(w: number, idx: number, saved: number, v: number, scale: number, nnz: number): void;
+  f32_gather_scatter_add_scalar(w: number, idx: number, saved: number, v: number, scale: number, nnz: number): void;
   [name: string]: unknown;
 }

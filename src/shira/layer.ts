@@ -15,13 +15,21 @@
  * Fused (merge / switchTo / fuse): the live weight holds `W + Σ coef_a · S_a`; before an adapter's positions are
  * first modified the base values there are gathered into `saved`, and restoring writes them back in reverse
  * order, so the base is bit-identical after any number of switches (PEFT's `W -= delta` drifts; this does not).
+ * Switching from one fused adapter to another is a single sweep over both position lists in address order
+ * (`f32_switch_merge`, see `assembly/switch.ts`) with the same result as restoring and fusing again.
  */
 import { ShapeError, StateError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
 import { Module } from "../nn/module.js";
 import { defaultRng } from "../nn/random.js";
 import { Parameter, Tensor, assertLive } from "../nn/tensor.js";
-import { runtime, type F32Buffer, type I32Buffer } from "../runtime/runtime.js";
+import { F32Buffer, runtime, type I32Buffer } from "../runtime/runtime.js";
+
+/** An f32 buffer for gathered base values (not zero-filled: the gather writes every element). */
+function savedBuffer(n: number): F32Buffer {
+  const rt = runtime();
+  return new F32Buffer(rt, rt.allocBytes(n * 4), n);
+}
 
 /** One adapter's sparse delta on one layer. */
 export class ShiraAdapterWeights {
@@ -171,11 +179,79 @@ export class ShiraLinear extends Module {
       const a = this.adapters.get(e.name);
       if (!a) continue;
       if (a.saved) throw new StateError("ADAPTER_STATE", `adapter "${e.name}" is already fused on this layer`);
-      a.saved = runtime().allocF32(a.nnz);
-      k.f32_gather(w, a.indices.ptr, a.saved.ptr, a.nnz);
-      k.f32_scatter_add(w, a.indices.ptr, a.weight.ptr, Math.fround(e.coef), a.nnz);
+      a.saved = savedBuffer(a.nnz);
+      // gather + scatter-add in one sweep: saved = W[idx]; W[idx] = saved + f32(v * coef)
+      k.f32_gather_scatter_add(w, a.indices.ptr, a.saved.ptr, a.weight.ptr, Math.fround(e.coef), a.nnz);
       this.#fused.push({ name: e.name, coef: Math.fround(e.coef) });
     }
+  }
+
+  /**
+   * @internal The buffer {@link switchFused} needs for switching to adapter `next` alone: room for the base values
+   * at its positions, or null when `next` is not on this layer or is already its single fused adapter. Allocated
+   * before any weight changes, so that a failed allocation leaves every layer as it was.
+   */
+  prepareSwitch(next: string): F32Buffer | null {
+    const a = this.adapters.get(next);
+    if (!a || (this.#fused.length === 1 && this.#fused[0].name === next)) return null;
+    return savedBuffer(a.nnz);
+  }
+
+  /**
+   * @internal Rapid switch of one layer: from its single fused adapter (or none) to `next` alone (`null`, or an
+   * adapter not on this layer: to the base), in one pass over the positions. Equal, bit for bit, to
+   * `restoreBase()` followed by `fuse([next])`:
+   *
+   * - old and new fused (different adapters): `f32_switch_merge` walks both sorted position lists in address
+   *   order, restoring the old adapter's base values and fusing the new one (its base values gathered into `buf`);
+   * - only the new one: `f32_gather_scatter_add` (gather and add in one sweep);
+   * - only the old one: `restoreBase()`;
+   * - the same adapter again (perhaps another coefficient): `W[idx] = saved + f32(v * coef)` (kept base values).
+   *
+   * `buf` comes from {@link prepareSwitch}(next.name) (and is owned by the layer afterwards). Requires at most one
+   * fused adapter ({@link canSwitchFused}).
+   */
+  switchFused(next: FusedEntry | null, buf: F32Buffer | null): void {
+    if (this.#fused.length > 1) {
+      buf?.free();
+      throw new StateError("ADAPTER_STATE", `switchFused: ${this.#fused.length} adapters are fused on this layer (at most 1 allowed)`);
+    }
+    const nextAdapter = next ? this.adapters.get(next.name) : undefined;
+    const cur = this.#fused[0];
+    if (!nextAdapter || !next) {
+      buf?.free();
+      this.restoreBase();
+      return;
+    }
+    const k = runtime().k;
+    const w = this.baseLayer.weight.ptr;
+    const b = nextAdapter;
+    const coef = Math.fround(next.coef);
+    if (cur && cur.name === next.name) {
+      buf?.free();
+      k.f32_scatter_set_add(w, b.indices.ptr, b.saved!.ptr, b.weight.ptr, coef, b.nnz);
+      this.#fused = [{ name: next.name, coef }];
+      return;
+    }
+    if (!buf || buf.length !== b.nnz) {
+      buf?.free();
+      throw new StateError("ADAPTER_STATE", `switchFused: no buffer of ${b.nnz} values prepared for adapter "${next.name}"`);
+    }
+    if (cur) {
+      const a = this.adapters.get(cur.name)!;
+      k.f32_switch_merge(w, a.indices.ptr, a.saved!.ptr, a.nnz, b.indices.ptr, buf.ptr, b.weight.ptr, coef, b.nnz);
+      a.saved!.free();
+      a.saved = null;
+    } else {
+      k.f32_gather_scatter_add(w, b.indices.ptr, buf.ptr, b.weight.ptr, coef, b.nnz);
+    }
+    b.saved = buf;
+    this.#fused = [{ name: next.name, coef }];
+  }
+
+  /** @internal Whether {@link switchFused} applies (at most one adapter fused on this layer). */
+  get canSwitchFused(): boolean {
+    return this.#fused.length <= 1;
   }
 
   /** Forgets the fused stack without restoring (the fused values become the weight: merge-and-unload). @internal */

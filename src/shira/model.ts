@@ -20,6 +20,7 @@ import { ShiraConfig } from "./config.js";
 import { matchesTarget } from "./config.js";
 import { builtinMaskFn, maskBudget, normalizeMask, type BuiltinMaskType, type MaskFn } from "./mask.js";
 import { ShiraLinear, type FusedEntry } from "./layer.js";
+import type { F32Buffer } from "../runtime/runtime.js";
 import { ModulesToSaveWrapper } from "./modules-to-save.js";
 import { calibrationGradients, type Calibration } from "../train/calibrate.js";
 import { parseAdapter, readAdapterFiles, saveAdapterFiles, saveAdaptersToDir, type AdapterFiles, type AdapterSource, type ParsedAdapter } from "../io/peft.js";
@@ -507,6 +508,30 @@ export class ShiraModel {
     this.#fused = this.#fused.concat(list.map((f) => ({ ...f })));
   }
 
+  /**
+   * The rapid path of {@link switchTo} / {@link fuse} with one adapter while at most one is fused: every layer goes
+   * from its fused adapter to the new one in one sweep ({@link ShiraLinear.switchFused}), bit-identical to
+   * `#restoreAll()` + `#fuseAll([entry])`. The buffers for the new base values are allocated first, so a failed
+   * allocation changes nothing. Returns false (nothing done) when a layer has several adapters fused.
+   */
+  #switchAll(entry: { name: string; weight: number }): boolean {
+    const layers = this.shiraLayers();
+    if (!layers.every(([, layer]) => layer.canSwitchFused)) return false;
+    const bufs: (F32Buffer | null)[] = [];
+    try {
+      for (const [, layer] of layers) bufs.push(layer.prepareSwitch(entry.name));
+    } catch (e) {
+      for (const b of bufs) b?.free();
+      throw e;
+    }
+    layers.forEach(([, layer], i) => {
+      const a = layer.adapters.get(entry.name);
+      layer.switchFused(a ? { name: entry.name, coef: entry.weight * a.scaling } : null, bufs[i]);
+    });
+    this.#fused = [{ ...entry }];
+    return true;
+  }
+
   /** Checks that fusing `list` on top of the current weights produces only finite values (before any change). */
   #checkFinite(list: { name: string; weight: number }[]): void {
     for (const [lname, layer] of this.shiraLayers()) {
@@ -593,6 +618,10 @@ export class ShiraModel {
       }
     }
     if (new Set(list.map((e) => e.name)).size !== list.length) throw new ConfigError("CONFIG_INVALID", "fuse: an adapter is listed twice");
+    if (!opts.safeMerge && list.length === 1 && this.#fused.length <= 1 && this.#switchAll(list[0])) {
+      this.#setActive([list[0].name]);
+      return;
+    }
     if (opts.safeMerge) {
       // check against the base weights, which is what the fusion will start from
       const prev = this.#fused.slice();

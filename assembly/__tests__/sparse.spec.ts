@@ -1,0 +1,135 @@
+// Sparse kernels: spmm (unfused delta forward) and sddmm (sparse-value gradient) against their scalar twins,
+// batch sizes around the lane/chunk widths (1..33), empty rows and empty nnz, random duplicate-free positions.
+//   spmm: exact (per output the twin's CSR order; SIMD only runs independent rows / batch rows side by side).
+//   sddmm: exact for B = 1; for B >= 2 the batch sum runs in 4 lanes, so within the reordered-sum bound
+//   |simd - scalar| <= 2 (B + 2) 2^-24 * (the same computation on |gy|, |x|, |g|).
+import { f32_spmm_csr, f32_spmm_csr_scalar, f32_spmm_csr_scratch } from "../spmm";
+import { f32_sddmm_csr, f32_sddmm_csr_scalar, f32_sddmm_csr_scratch } from "../sddmm";
+import { allocRandom, allocCopy, allocAbs, allocZero, bitDiffs, boundDiffs, Positions, U32 } from "./helpers";
+
+const BATCHES: i32[] = [1, 2, 3, 4, 5, 8, 9, 16, 17, 33];
+const SHAPES: i32[] = [1, 1, 3, 5, 17, 65, 64, 33, 5, 300]; // (N, K) pairs
+const DENSITIES: f64[] = [0, 0.05, 0.5];
+
+describe("f32_spmm_csr", () => {
+  it("is bit-identical to the scalar twin", () => {
+    let seed: u32 = 1;
+    for (let ib = 0; ib < BATCHES.length; ib++) {
+      for (let is = 0; is < SHAPES.length; is += 2) {
+        for (let id = 0; id < DENSITIES.length; id++) {
+          const B = BATCHES[ib], N = SHAPES[is], K = SHAPES[is + 1];
+          const pos = new Positions(N, K, <i32>(<f64>(N * K) * DENSITIES[id]), seed);
+          const nnz = pos.nnz;
+          const x = allocRandom(B * K, seed + 1), val = allocRandom(nnz, seed + 2), y0 = allocRandom(B * N, seed + 3);
+          const y1 = allocCopy(y0, B * N), y2 = allocCopy(y0, B * N);
+          const scratch = allocZero(f32_spmm_csr_scratch(B, K, N));
+          f32_spmm_csr(x, pos.rowPtr, pos.col, val, 0.75, y1, B, K, N, scratch);
+          f32_spmm_csr_scalar(x, pos.rowPtr, pos.col, val, 0.75, y2, B, K, N, 0);
+          expect<i32>(bitDiffs(y1, y2, B * N)).toBe(0);
+          heap.free(x);
+          heap.free(val);
+          heap.free(y0);
+          heap.free(y1);
+          heap.free(y2);
+          heap.free(scratch);
+          pos.free();
+          seed += 11;
+        }
+      }
+    }
+  });
+
+  it("needs no scratch at B = 1 and K * roundup(B, 4) floats otherwise", () => {
+    expect<i32>(f32_spmm_csr_scratch(1, 100, 7)).toBe(0);
+    expect<i32>(f32_spmm_csr_scratch(5, 100, 7)).toBe(800);
+    expect<i32>(f32_spmm_csr_scratch(8, 100, 7)).toBe(800);
+  });
+
+  it("adds scale * S x to y (a known case)", () => {
+    // S = [[0, 2, 0], [0, 0, 0], [1, 0, -1]], x = [[1, 2, 3], [4, 5, 6]], scale 0.5
+    const rowPtr = heap.alloc(16), col = heap.alloc(12), val = heap.alloc(12), x = heap.alloc(24), y = allocZero(6);
+    store<i32>(rowPtr, 0);
+    store<i32>(rowPtr, 1, 4);
+    store<i32>(rowPtr, 1, 8);
+    store<i32>(rowPtr, 3, 12);
+    store<i32>(col, 1);
+    store<i32>(col, 0, 4);
+    store<i32>(col, 2, 8);
+    store<f32>(val, 2);
+    store<f32>(val, 1, 4);
+    store<f32>(val, -1, 8);
+    for (let i = 0; i < 6; i++) store<f32>(x + (<usize>i << 2), <f32>(i + 1));
+    const scratch = allocZero(f32_spmm_csr_scratch(2, 3, 3));
+    f32_spmm_csr(x, rowPtr, col, val, 0.5, y, 2, 3, 3, scratch);
+    const want: f32[] = [2, 0, -1, 5, 0, -1];
+    for (let i = 0; i < 6; i++) expect<f32>(load<f32>(y + (<usize>i << 2))).toBe(want[i]);
+    heap.free(rowPtr);
+    heap.free(col);
+    heap.free(val);
+    heap.free(x);
+    heap.free(y);
+    heap.free(scratch);
+  });
+});
+
+describe("f32_sddmm_csr", () => {
+  it("matches the scalar twin (exact at B = 1, within the reordered-sum bound otherwise), accumulate on/off", () => {
+    let seed: u32 = 500;
+    for (let ib = 0; ib < BATCHES.length; ib++) {
+      for (let is = 0; is < SHAPES.length; is += 2) {
+        for (let id = 0; id < DENSITIES.length; id++) {
+          const B = BATCHES[ib], N = SHAPES[is], K = SHAPES[is + 1];
+          const acc = <i32>(seed & 1);
+          const pos = new Positions(N, K, <i32>(<f64>(N * K) * DENSITIES[id]), seed);
+          const nnz = pos.nnz;
+          const gy = allocRandom(B * N, seed + 1), x = allocRandom(B * K, seed + 2), g0 = allocRandom(nnz, seed + 3);
+          const g1 = allocCopy(g0, nnz), g2 = allocCopy(g0, nnz);
+          const scratch = allocZero(f32_sddmm_csr_scratch(B, K, N));
+          f32_sddmm_csr(gy, x, pos.rowPtr, pos.col, g1, 1.25, B, K, N, acc, scratch);
+          f32_sddmm_csr_scalar(gy, x, pos.rowPtr, pos.col, g2, 1.25, B, K, N, acc, 0);
+          if (B == 1) expect<i32>(bitDiffs(g1, g2, nnz)).toBe(0, "B = 1 exact");
+          const agy = allocAbs(gy, B * N), ax = allocAbs(x, B * K), ag = allocAbs(g0, nnz);
+          f32_sddmm_csr_scalar(agy, ax, pos.rowPtr, pos.col, ag, 1.25, B, K, N, acc, 0);
+          expect<i32>(boundDiffs(g1, g2, ag, nnz, 2.0 * <f64>(B + 2) * U32)).toBe(0, "bound");
+          heap.free(gy);
+          heap.free(x);
+          heap.free(g0);
+          heap.free(g1);
+          heap.free(g2);
+          heap.free(agy);
+          heap.free(ax);
+          heap.free(ag);
+          heap.free(scratch);
+          pos.free();
+          seed += 13;
+        }
+      }
+    }
+  });
+
+  it("computes g[j] = scale * sum_b gy[b, row_j] x[b, col_j] (a known case)", () => {
+    // positions (0, 1) and (1, 0) of a [2, 2] weight; gy = [[1, 2], [3, 4]], x = [[5, 6], [7, 8]]
+    const rowPtr = heap.alloc(12), col = heap.alloc(8), gy = heap.alloc(16), x = heap.alloc(16), g = allocZero(2);
+    store<i32>(rowPtr, 0);
+    store<i32>(rowPtr, 1, 4);
+    store<i32>(rowPtr, 2, 8);
+    store<i32>(col, 1);
+    store<i32>(col, 0, 4);
+    const gv: f32[] = [1, 2, 3, 4], xv: f32[] = [5, 6, 7, 8];
+    for (let i = 0; i < 4; i++) {
+      store<f32>(gy + (<usize>i << 2), gv[i]);
+      store<f32>(x + (<usize>i << 2), xv[i]);
+    }
+    const scratch = allocZero(f32_sddmm_csr_scratch(2, 2, 2));
+    f32_sddmm_csr(gy, x, rowPtr, col, g, 2, 2, 2, 2, 0, scratch);
+    // g0 = 2 (gy[0,0] x[0,1] + gy[1,0] x[1,1]) = 2 (6 + 24) = 60;  g1 = 2 (gy[0,1] x[0,0] + gy[1,1] x[1,0]) = 2 (10 + 28) = 76
+    expect<f32>(load<f32>(g)).toBe(60);
+    expect<f32>(load<f32>(g, 4)).toBe(76);
+    heap.free(rowPtr);
+    heap.free(col);
+    heap.free(gy);
+    heap.free(x);
+    heap.free(g);
+    heap.free(scratch);
+  });
+});

@@ -1,0 +1,285 @@
+// Kernel benchmark: our wasm kernels against onnxruntime-web's WASM backend (one Gemm node, transB = 1, W as an
+// initializer, one thread) and against our own dense kernels, single thread, medians after warm-up.
+//
+//   node --import tsx bench/run.ts kernels                                       plain SIMD rows
+//   node --experimental-wasm-relaxed-simd --import tsx bench/run.ts kernels     + relaxed-SIMD rows
+//
+// Writes bench/results/kernels.json: [{ case, B, K, N, ours_ms, peer, peer_ms, speedup, ... }], speedup =
+// peer_ms / ours_ms (> 1: ours is faster). GFLOP/s columns for the products; `unfused_overhead` =
+// (dense + sparse) / dense for the sparse-delta rows (target <= 1.10).
+import * as ort from "onnxruntime-web";
+import { createRuntime, type Runtime, type F32Buffer, type I32Buffer } from "../src/runtime/runtime.js";
+import type { BenchOptions } from "./registry.js";
+import { onnxGemmModel, printTable, randomF32, randomPositions, timeRoundRobin, timeSync, writeResults, type TimeOptions } from "./common.js";
+
+export interface KernelRow {
+  case: string;
+  B: number;
+  K: number;
+  N: number;
+  ours_ms: number;
+  peer: string;
+  peer_ms: number;
+  speedup: number;
+  ours_gflops?: number | null;
+  peer_gflops?: number | null;
+  unfused_overhead?: number | null;
+  note?: string;
+}
+
+const GEMM_CASES: [number, number, number][] = [
+  [1, 4096, 4096],
+  [8, 4096, 4096],
+  [128, 4096, 4096],
+  [1, 4096, 11008],
+  [128, 4096, 11008],
+];
+const SPARSE_SHAPES: [number, number][] = [
+  [4096, 4096],
+  [11008, 4096],
+];
+const SPARSE_BATCHES = [1, 8, 128];
+/** SHiRA's parameter budget: nnz = r (N + K), r = 32. */
+const R = 32;
+
+const gflops = (B: number, K: number, N: number, ms: number) => (2 * B * K * N) / ms / 1e6;
+
+function timing(opts: BenchOptions, heavy: boolean): TimeOptions {
+  if (opts.quick) return { warmup: 1, minRuns: 3, maxRuns: 5, minTimeMs: 0 };
+  return heavy ? { warmup: 2, minRuns: 7, maxRuns: 15, minTimeMs: 1500 } : { warmup: 3, minRuns: 11, maxRuns: 200, minTimeMs: 600 };
+}
+
+/** Whether this Node accepts the relaxed-SIMD build (Node 20: only under --experimental-wasm-relaxed-simd). */
+function relaxedRuntime(): Runtime | null {
+  try {
+    return createRuntime({ variant: "relaxed-simd" });
+  } catch {
+    return null;
+  }
+}
+
+/** Warms up the JIT tiers of a runtime's kernels on small inputs (Liftoff -> TurboFan tier-up happens per call). */
+function warmKernels(rt: Runtime): void {
+  const x = rt.allocF32(randomF32(16 * 300, 1));
+  const w = rt.allocF32(randomF32(64 * 300, 2));
+  const y = rt.allocF32(16 * 64);
+  for (let i = 0; i < 20; i++) for (const B of [1, 2, 8, 16]) rt.k.f32_gemm_nt(x.ptr, w.ptr, 0, y.ptr, B, 300, 64, 0);
+  x.free();
+  w.free();
+  y.free();
+}
+
+async function gemmRows(rt: Runtime, relaxed: Runtime | null, opts: BenchOptions, log: (s: string) => void): Promise<KernelRow[]> {
+  ort.env.wasm.numThreads = 1;
+  ort.env.wasm.simd = true;
+  const rows: KernelRow[] = [];
+  const cases = opts.quick ? GEMM_CASES.filter(([B, , N]) => B <= 8 && N === 4096) : GEMM_CASES;
+  for (const [B, K, N] of cases) {
+    const w = randomF32(N * K, 3);
+    const bias = randomF32(N, 4);
+    const x = randomF32(B * K, 5);
+    const heavy = B * K * N > 1e9;
+    // peer: onnxruntime-web
+    const session = await ort.InferenceSession.create(onnxGemmModel(B, K, N, w, bias), { executionProviders: ["wasm"] });
+    const feeds = { x: new ort.Tensor("float32", x, [B, K]) };
+    const peerOut = (await session.run(feeds)).y.data as Float32Array;
+    // ours: the plain-SIMD build, and the relaxed-SIMD build when this Node accepts it
+    const setup = (r: Runtime) => {
+      const bufs = { w: r.allocF32(w), b: r.allocF32(bias), x: r.allocF32(x), y: r.allocF32(B * N) };
+      const call = () => r.k.f32_gemm_nt(bufs.x.ptr, bufs.w.ptr, bufs.b.ptr, bufs.y.ptr, B, K, N, 0);
+      call();
+      const err = maxRelDiff(bufs.y.view, peerOut);
+      if (err > 1e-3) throw new Error(`gemm_nt ${B}x${K}x${N} (${r.variant}): result differs from onnxruntime-web (max rel diff ${err})`);
+      return { call, free: () => Object.values(bufs).forEach((b) => b.free()) };
+    };
+    const plain = setup(rt);
+    const rx = relaxed ? setup(relaxed) : null;
+    // round-robin: onnxruntime-web, ours, ours relaxed see the same machine state
+    const fns: (() => unknown)[] = [() => session.run(feeds), plain.call];
+    if (rx) fns.push(rx.call);
+    const [peer, ours, oursRx] = await timeRoundRobin(fns, timing(opts, heavy));
+    await session.release();
+    plain.free();
+    rx?.free();
+    rows.push({
+      case: "gemm_nt",
+      B,
+      K,
+      N,
+      ours_ms: ours.median,
+      peer: "onnxruntime-web (wasm, 1 thread)",
+      peer_ms: peer.median,
+      speedup: peer.median / ours.median,
+      ours_gflops: gflops(B, K, N, ours.median),
+      peer_gflops: gflops(B, K, N, peer.median),
+    });
+    log(`  gemm_nt B=${B} K=${K} N=${N}: ours ${ours.median.toFixed(2)} ms${oursRx ? `, relaxed ${oursRx.median.toFixed(2)} ms` : ""}, onnxruntime-web ${peer.median.toFixed(2)} ms`);
+    if (oursRx) {
+      rows.push({
+        case: "gemm_nt relaxed-simd",
+        B,
+        K,
+        N,
+        ours_ms: oursRx.median,
+        peer: "ours (plain simd)",
+        peer_ms: ours.median,
+        speedup: ours.median / oursRx.median,
+        ours_gflops: gflops(B, K, N, oursRx.median),
+        peer_gflops: gflops(B, K, N, ours.median),
+      });
+      rows.push({
+        case: "gemm_nt relaxed-simd",
+        B,
+        K,
+        N,
+        ours_ms: oursRx.median,
+        peer: "onnxruntime-web (wasm, 1 thread)",
+        peer_ms: peer.median,
+        speedup: peer.median / oursRx.median,
+        ours_gflops: gflops(B, K, N, oursRx.median),
+        peer_gflops: gflops(B, K, N, peer.median),
+      });
+    }
+  }
+  return rows;
+}
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i] - b[i]));
+    m = Math.max(m, Math.abs(b[i]));
+  }
+  return d / Math.max(m, 1e-30);
+}
+
+/** Scatter/gather (the fused switch) and the LoRA fuse against a dense copy of the same weight. */
+function switchRows(rt: Runtime, opts: BenchOptions, log: (s: string) => void): KernelRow[] {
+  const [N, K] = [11008, 4096];
+  const nnz = R * (N + K);
+  const pos = randomPositions(N, K, nnz, 11);
+  const w = rt.allocF32(randomF32(N * K, 12));
+  const dst = rt.allocF32(N * K);
+  const idx = rt.allocI32(pos.flat);
+  const v = rt.allocF32(randomF32(nnz, 13));
+  const base = rt.allocF32(nnz);
+  const t = timing(opts, false);
+  const copy = timeSync(() => rt.k.f32_copy(w.ptr, dst.ptr, N * K), t);
+  const rows: KernelRow[] = [];
+  const add = (name: string, ms: number, extra: Partial<KernelRow> = {}) => {
+    const note = extra.note ?? `nnz = ${nnz}, ${(nnz / ms / 1e3).toFixed(0)} M positions/s (copy: ${((8 * N * K) / copy.median / 1e6).toFixed(1)} GB/s read+write)`;
+    rows.push({ case: name, B: 0, K, N, ours_ms: ms, peer: "dense copy of W (f32_copy = memory.copy)", peer_ms: copy.median, speedup: copy.median / ms, ...extra, note });
+    log(`  ${name} [${N}, ${K}], nnz ${nnz}: ${ms.toFixed(3)} ms (dense copy ${copy.median.toFixed(2)} ms)`);
+  };
+  add("gather (save base)", timeSync(() => rt.k.f32_gather(w.ptr, idx.ptr, base.ptr, nnz), t).median);
+  add("scatter_add (fuse)", timeSync(() => rt.k.f32_scatter_add(w.ptr, idx.ptr, v.ptr, 1e-3, nnz), t).median);
+  add("scatter_set (restore)", timeSync(() => rt.k.f32_scatter_set(w.ptr, idx.ptr, base.ptr, nnz), t).median);
+  add("scatter_set_add", timeSync(() => rt.k.f32_scatter_set_add(w.ptr, idx.ptr, base.ptr, v.ptr, 1e-3, nnz), t).median);
+  // LoRA baseline fuse at the same parameter count: W += s * B[N, r] A[r, K]
+  const bm = rt.allocF32(randomF32(N * R, 14));
+  const a = rt.allocF32(randomF32(R * K, 15));
+  const lr = timeSync(() => rt.k.f32_lowrank_fuse(w.ptr, bm.ptr, a.ptr, 1e-6, N, K, R), timing(opts, true)).median;
+  add(`lowrank_fuse r=${R}`, lr, { ours_gflops: gflops(N, R, K, lr), note: "LoRA fuse W += s B A" });
+  for (const b of [w, dst, idx, v, base, bm, a] as (F32Buffer | I32Buffer)[]) b.free();
+  return rows;
+}
+
+/** The unfused sparse delta (spmm) against the dense forward of the same layer, and the SDDMM gradient. */
+async function sparseRows(rt: Runtime, opts: BenchOptions, log: (s: string) => void): Promise<KernelRow[]> {
+  const rows: KernelRow[] = [];
+  const shapes = opts.quick ? SPARSE_SHAPES.slice(0, 1) : SPARSE_SHAPES;
+  for (const [N, K] of shapes) {
+    const nnz = R * (N + K);
+    const pos = randomPositions(N, K, nnz, 21);
+    const w = rt.allocF32(randomF32(N * K, 22));
+    const rowPtr = rt.allocI32(pos.rowPtr);
+    const col = rt.allocI32(pos.col);
+    const val = rt.allocF32(randomF32(nnz, 23));
+    for (const B of SPARSE_BATCHES) {
+      const x = rt.allocF32(randomF32(B * K, 24));
+      const y = rt.allocF32(B * N);
+      const scratch = rt.allocF32(Math.max(1, rt.k.f32_spmm_csr_scratch(B, K, N)));
+      const heavy = B * K * N > 1e9;
+      const [d, s] = await timeRoundRobin(
+        [() => rt.k.f32_gemm_nt(x.ptr, w.ptr, 0, y.ptr, B, K, N, 0), () => rt.k.f32_spmm_csr(x.ptr, rowPtr.ptr, col.ptr, val.ptr, 1, y.ptr, B, K, N, scratch.ptr)],
+        timing(opts, heavy),
+      );
+      const [dense, sp] = [d.median, s.median];
+      rows.push({
+        case: "spmm_csr (unfused delta)",
+        B,
+        K,
+        N,
+        ours_ms: sp,
+        peer: "gemm_nt dense forward (ours)",
+        peer_ms: dense,
+        speedup: dense / sp,
+        ours_gflops: (2 * B * nnz) / sp / 1e6,
+        peer_gflops: gflops(B, K, N, dense),
+        unfused_overhead: (dense + sp) / dense,
+        note: `nnz = ${nnz} (${((100 * nnz) / (N * K)).toFixed(2)} %)`,
+      });
+      log(`  spmm B=${B} [${N}, ${K}]: ${sp.toFixed(3)} ms vs dense ${dense.toFixed(2)} ms (unfused overhead x${((dense + sp) / dense).toFixed(3)})`);
+      for (const b of [x, y, scratch]) b.free();
+    }
+    for (const b of [w, rowPtr, col, val] as (F32Buffer | I32Buffer)[]) b.free();
+  }
+  // SDDMM (the sparse-value gradient) against the dense weight gradient, MLP training shape at batch 64
+  {
+    const [B, N, K] = [64, 1024, 1024];
+    const nnz = R * (N + K);
+    const pos = randomPositions(N, K, nnz, 31);
+    const gy = rt.allocF32(randomF32(B * N, 32));
+    const x = rt.allocF32(randomF32(B * K, 33));
+    const rowPtr = rt.allocI32(pos.rowPtr);
+    const col = rt.allocI32(pos.col);
+    const g = rt.allocF32(nnz);
+    const gw = rt.allocF32(N * K);
+    const scratch = rt.allocF32(rt.k.f32_sddmm_csr_scratch(B, K, N));
+    const [d, s] = await timeRoundRobin(
+      [() => rt.k.f32_gemm_tn(gy.ptr, x.ptr, gw.ptr, B, N, K, 0), () => rt.k.f32_sddmm_csr(gy.ptr, x.ptr, rowPtr.ptr, col.ptr, g.ptr, 1, B, K, N, 0, scratch.ptr)],
+      timing(opts, false),
+    );
+    const [dense, sd] = [d.median, s.median];
+    rows.push({
+      case: "sddmm_csr (sparse grad)",
+      B,
+      K,
+      N,
+      ours_ms: sd,
+      peer: "gemm_tn dense weight gradient (ours)",
+      peer_ms: dense,
+      speedup: dense / sd,
+      ours_gflops: (2 * B * nnz) / sd / 1e6,
+      peer_gflops: gflops(B, K, N, dense),
+      note: `nnz = ${nnz}`,
+    });
+    log(`  sddmm B=${B} [${N}, ${K}]: ${sd.toFixed(3)} ms vs gemm_tn ${dense.toFixed(2)} ms`);
+    for (const b of [gy, x, rowPtr, col, g, gw, scratch] as (F32Buffer | I32Buffer)[]) b.free();
+  }
+  return rows;
+}
+
+export async function run(opts: BenchOptions = {}): Promise<KernelRow[]> {
+  const log = opts.json ? () => {} : (opts.log ?? ((s: string) => console.log(s)));
+  const rt = createRuntime({ variant: "simd" });
+  const relaxed = relaxedRuntime();
+  warmKernels(rt);
+  if (relaxed) warmKernels(relaxed);
+  log(`kernels: plain SIMD build${relaxed ? " + relaxed-SIMD build" : " (relaxed SIMD not available: run node with --experimental-wasm-relaxed-simd for its rows)"}`);
+  const rows: KernelRow[] = [];
+  rows.push(...(await gemmRows(rt, relaxed, opts, log)));
+  rows.push(...(await sparseRows(rt, opts, log)));
+  rows.push(...switchRows(rt, opts, log));
+  if (!opts.json) {
+    printTable(
+      "kernels (median ms, single thread; speedup = peer_ms / ours_ms)",
+      rows.map((r) => ({ ...r, overhead: r.unfused_overhead ?? null })),
+      ["case", "B", "K", "N", "ours_ms", "peer", "peer_ms", "speedup", "ours_gflops", "peer_gflops", "overhead"],
+    );
+  }
+  const path = writeResults("kernels", rows);
+  log(`wrote ${path}`);
+  return rows;
+}

@@ -1,0 +1,118 @@
+/** Terminal and Markdown output helpers for the `shira` command: tables, progress bars, SVG charts. */
+
+/** A plain-text table with aligned columns (numbers right-aligned). */
+export function textTable(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map((c) => (typeof c === "number" ? fmtNum(c) : c)))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => String(r[i] ?? "").length)));
+  const isNum = header.map((_, i) => rows.every((r) => typeof r[i] === "number"));
+  const line = (r: (string | number)[]) => r.map((c, i) => (isNum[i] ? String(c).padStart(widths[i]) : String(c).padEnd(widths[i]))).join("  ");
+  return [line(cells[0]), widths.map((w) => "-".repeat(w)).join("  "), ...cells.slice(1).map(line)].join("\n");
+}
+
+/** A Markdown table. */
+export function mdTable(header: string[], rows: (string | number)[][]): string {
+  const fmt = (c: string | number) => (typeof c === "number" ? fmtNum(c) : c);
+  return [`| ${header.join(" | ")} |`, `| ${header.map((_, i) => (rows.every((r) => typeof r[i] === "number") ? "---:" : "---")).join(" | ")} |`, ...rows.map((r) => `| ${r.map(fmt).join(" | ")} |`)].join("\n");
+}
+
+export function fmtNum(x: number): string {
+  if (Number.isInteger(x)) return x.toLocaleString("en-US");
+  const a = Math.abs(x);
+  if (a >= 100) return x.toFixed(1);
+  if (a >= 1) return x.toFixed(3);
+  if (a >= 0.001) return x.toFixed(4);
+  return x.toPrecision(3);
+}
+
+export function pct(x: number): string {
+  return `${(100 * x).toFixed(1)}%`;
+}
+
+/** A progress bar on a TTY (rewritten in place), or a line every ~10 % otherwise. */
+export class ProgressBar {
+  #last = -1;
+  #start = performance.now();
+  constructor(
+    private readonly label: string,
+    private readonly stream: NodeJS.WriteStream | null = process.stderr,
+  ) {}
+
+  update(done: number, total: number, extra = ""): void {
+    if (!this.stream) return;
+    const frac = total > 0 ? done / total : 1;
+    if (this.stream.isTTY) {
+      const width = 24;
+      const fill = Math.round(frac * width);
+      const secs = ((performance.now() - this.#start) / 1000).toFixed(1);
+      this.stream.write(`\r${this.label.padEnd(28)} [${"#".repeat(fill)}${".".repeat(width - fill)}] ${String(Math.round(frac * 100)).padStart(3)}% ${secs}s ${extra}   `);
+      if (done >= total) this.stream.write("\n");
+    } else {
+      const decile = Math.floor(frac * 10);
+      if (decile !== this.#last && (decile % 5 === 0 || done >= total)) {
+        this.#last = decile;
+        this.stream.write(`${this.label}: ${Math.round(frac * 100)}% ${extra}\n`);
+      }
+    }
+  }
+}
+
+export interface BarSeries {
+  name: string;
+  color: string;
+  values: number[];
+}
+
+/** A grouped bar chart as a standalone SVG (no external resources). */
+export function svgBarChart(title: string, categories: string[], series: BarSeries[], opts: { yLabel?: string; log?: boolean; format?: (v: number) => string } = {}): string {
+  const W = 760;
+  const H = 360;
+  const m = { l: 70, r: 20, t: 40, b: 70 };
+  const pw = W - m.l - m.r;
+  const ph = H - m.t - m.b;
+  const all = series.flatMap((s) => s.values).filter((v) => Number.isFinite(v));
+  const fmt = opts.format ?? fmtNum;
+  const log = opts.log && all.every((v) => v > 0);
+  const maxV = Math.max(...all, 1e-12);
+  const minV = log ? Math.min(...all) : 0;
+  const lo = log ? Math.floor(Math.log10(minV)) : 0;
+  const hi = log ? Math.ceil(Math.log10(maxV)) : niceCeil(maxV);
+  const y = (v: number) => m.t + ph - (log ? ((Math.log10(Math.max(v, 10 ** lo)) - lo) / (hi - lo || 1)) * ph : (v / hi) * ph);
+  const groupW = pw / categories.length;
+  const barW = Math.min(40, (groupW * 0.8) / series.length);
+  const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const parts: string[] = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  parts.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${esc(title)}</text>`);
+  const ticks = log ? Array.from({ length: hi - lo + 1 }, (_, i) => 10 ** (lo + i)) : [0, 0.25, 0.5, 0.75, 1].map((f) => f * hi);
+  for (const t of ticks) {
+    parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${y(t)}" y2="${y(t)}" stroke="#ddd"/>`);
+    parts.push(`<text x="${m.l - 6}" y="${y(t) + 4}" text-anchor="end">${esc(fmt(t))}</text>`);
+  }
+  if (opts.yLabel) parts.push(`<text transform="translate(16 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle">${esc(opts.yLabel)}</text>`);
+  categories.forEach((c, ci) => {
+    const gx = m.l + ci * groupW + (groupW - barW * series.length) / 2;
+    series.forEach((s, si) => {
+      const v = s.values[ci];
+      if (!Number.isFinite(v)) return;
+      const x = gx + si * barW;
+      const top = y(v);
+      parts.push(`<rect x="${x.toFixed(1)}" y="${top.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${(m.t + ph - top).toFixed(1)}" fill="${s.color}"><title>${esc(`${s.name} ${c}: ${fmt(v)}`)}</title></rect>`);
+      parts.push(`<text x="${(x + barW / 2 - 1).toFixed(1)}" y="${(top - 3).toFixed(1)}" text-anchor="middle" font-size="10">${esc(fmt(v))}</text>`);
+    });
+    parts.push(`<text x="${m.l + ci * groupW + groupW / 2}" y="${m.t + ph + 16}" text-anchor="middle">${esc(c)}</text>`);
+  });
+  parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${m.t + ph}" y2="${m.t + ph}" stroke="#333"/>`);
+  series.forEach((s, si) => {
+    const lx = m.l + si * 150;
+    parts.push(`<rect x="${lx}" y="${H - 24}" width="12" height="12" fill="${s.color}"/><text x="${lx + 16}" y="${H - 14}">${esc(s.name)}</text>`);
+  });
+  parts.push("</svg>");
+  return parts.join("\n") + "\n";
+}
+
+function niceCeil(v: number): number {
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const f of [1, 2, 2.5, 5, 10]) if (f * p >= v) return f * p;
+  return 10 * p;
+}

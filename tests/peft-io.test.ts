@@ -21,23 +21,13 @@ import {
   writeSafetensors,
   manualSeed,
 } from "../src/node.js";
-import { fixtureModel, fixturePath, readFixture, maxAbsDiff, bitsEqual, MLP } from "./helpers/fixtures.js";
+import { fixtureModel, fixturePath, readFixture, maxAbsDiff, bitsEqual, MLP, runOnFixtureInput, allWeights } from "./helpers/fixtures.js";
 
 const cases = readFixture("mlp", "cases.safetensors");
 const X = cases.f32("x");
 
-function run(peft: ShiraModel): Float32Array {
-  const x = Tensor.from(X, [4, 10]);
-  const y = peft.forward(x);
-  const out = y.toArray();
-  x.free();
-  y.free();
-  return out;
-}
+const run = runOnFixtureInput;
 
-function allWeights(m: { namedParameters(): [string, { toArray(): Float32Array }][] }): Map<string, Float32Array> {
-  return new Map(m.namedParameters().map(([n, p]) => [n, p.toArray()]));
-}
 
 function layer(peft: ShiraModel, name: string): ShiraLinear {
   return peft.model.getSubmodule(name) as ShiraLinear;

@@ -18,7 +18,7 @@ import {
   runtime,
   randpermPrefix,
 } from "../src/node.js";
-import { MLP, fixtureModel, readFixture, maxAbsDiff, bitsEqual } from "./helpers/fixtures.js";
+import { MLP, fixtureModel, readFixture, maxAbsDiff, bitsEqual, runOnFixtureInput, allWeights } from "./helpers/fixtures.js";
 
 const cases = readFixture("mlp", "cases.safetensors");
 const alphaFile = readFixture("mlp", "alpha", "adapter_model.safetensors");
@@ -54,20 +54,9 @@ function fixturePeft(): ShiraModel {
   return peft;
 }
 
-function run(peft: ShiraModel): Float32Array {
-  const x = Tensor.from(X, [4, 10]);
-  const y = peft.forward(x);
-  const out = y.toArray();
-  x.free();
-  y.free();
-  return out;
-}
+const run = runOnFixtureInput;
 
-function weights(peft: ShiraModel): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>();
-  for (const [n, p] of peft.model.namedParameters()) out.set(n, p.toArray());
-  return out;
-}
+const weights = (peft: ShiraModel) => allWeights(peft.model);
 
 function assertWeightsEqual(a: Map<string, Float32Array>, b: Map<string, Float32Array>, what: string): void {
   assert.deepEqual([...a.keys()], [...b.keys()], `${what}: same parameter names`);

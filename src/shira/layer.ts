@@ -385,16 +385,29 @@ export class ShiraLinear extends Module {
     const rt = runtime();
     const k = rt.k;
     const base = this.baseLayer;
-    const gx = Tensor.zeros(x.shape);
-    k.f32_gemm_nn(gy.ptr, base.weight.ptr, gx.ptr, B, N, K, 0);
-    if (base.weight.requiresGrad) k.f32_gemm_tn(gy.ptr, x.ptr, base.weight.ensureGrad().ptr, B, N, K, 1);
-    if (base.bias && base.bias.requiresGrad) k.f32_bias_grad(gy.ptr, base.bias.ensureGrad().ptr, B, N, 1);
-
     const unfused = this.#unfusedActive();
     const withCoef: [ShiraAdapterWeights, number][] = unfused.length
       ? unfused.map((a) => [a, Math.fround(a.scaling)])
       : this.#fused.map((e) => [this.adapters.get(e.name)!, e.coef]);
-    // sparse part of dL/dx for unfused adapters: gx[b, col_j] += coef * v_j * gy[b, row_j]
+    // value gradients first (masked matmul), so its scratch is freed before dL/dx is allocated (lower peak memory)
+    const trainable = withCoef.filter(([a]) => a.weight.requiresGrad);
+    if (trainable.length) {
+      const need = k.f32_sddmm_csr_scratch(B, K, N);
+      const scratch = need > 0 ? rt.allocF32(need) : null;
+      try {
+        for (const [a, coef] of trainable) {
+          k.f32_sddmm_csr(gy.ptr, x.ptr, a.rowPtr.ptr, a.cols.ptr, a.weight.ensureGrad().ptr, coef, B, K, N, 1, scratch ? scratch.ptr : 0);
+        }
+      } finally {
+        scratch?.free();
+      }
+    }
+    if (base.weight.requiresGrad) k.f32_gemm_tn(gy.ptr, x.ptr, base.weight.ensureGrad().ptr, B, N, K, 1);
+    if (base.bias && base.bias.requiresGrad) k.f32_bias_grad(gy.ptr, base.bias.ensureGrad().ptr, B, N, 1);
+    // dL/dx through the live weight (which holds the fused adapters, if any)
+    const gx = Tensor.zeros(x.shape);
+    k.f32_gemm_nn(gy.ptr, base.weight.ptr, gx.ptr, B, N, K, 0);
+    // plus the sparse part of unfused adapters: gx[b, col_j] += coef * v_j * gy[b, row_j]
     if (unfused.length) {
       const g = gx.data;
       const gyd = gy.data;
@@ -409,18 +422,6 @@ export class ShiraLinear extends Module {
             for (let b = 0; b < B; b++) g[b * K + c] += s * gyd[b * N + n];
           }
         }
-      }
-    }
-    const trainable = withCoef.filter(([a]) => a.weight.requiresGrad);
-    if (trainable.length) {
-      const need = k.f32_sddmm_csr_scratch(B, K, N);
-      const scratch = need > 0 ? rt.allocF32(need) : null;
-      try {
-        for (const [a, coef] of trainable) {
-          k.f32_sddmm_csr(gy.ptr, x.ptr, a.rowPtr.ptr, a.cols.ptr, a.weight.ensureGrad().ptr, coef, B, K, N, 1, scratch ? scratch.ptr : 0);
-        }
-      } finally {
-        scratch?.free();
       }
     }
     return gx;

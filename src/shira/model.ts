@@ -591,7 +591,7 @@ export class ShiraModel {
    * Rapid fused switch: the weights become `W + scaling · S_name` in O(nnz) (restoring the previous adapter's
    * positions exactly first) and `name` becomes the active adapter.
    * ```ts
-   * peft.switchTo("first");  // ~1 ms on a 11008×4096 layer at r = 32
+   * peft.switchTo("first");  // a few ms on an 11008×4096 layer at r = 32 (memory-bound); a LoRA switch takes 40-50× longer
    * ```
    */
   switchTo(name: string, opts: { safeMerge?: boolean } = {}): void {

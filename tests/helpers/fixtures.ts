@@ -59,6 +59,21 @@ export function fixtureModel(): MLP {
   return m;
 }
 
+/** The model's output for the fixture input `x` (`[4, 10]` from mlp/cases.safetensors), as a copy. */
+export function runOnFixtureInput(model: { forward(x: Tensor): Tensor }): Float32Array {
+  const x = Tensor.from(readFixture("mlp", "cases.safetensors").f32("x"), [4, 10]);
+  const y = model.forward(x);
+  const out = y.toArray();
+  x.free();
+  y.free();
+  return out;
+}
+
+/** Copies of every named parameter. */
+export function allWeights(m: { namedParameters(): [string, { toArray(): Float32Array }][] }): Map<string, Float32Array> {
+  return new Map(m.namedParameters().map(([n, p]) => [n, p.toArray()]));
+}
+
 /** Max |a - b|. */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);

@@ -10,6 +10,7 @@
 import * as ort from "onnxruntime-web";
 import { createRuntime, type Runtime, type F32Buffer, type I32Buffer } from "../src/runtime/runtime.js";
 import type { BenchOptions } from "./registry.js";
+import { writeSummary } from "./report.js";
 import { onnxGemmModel, printTable, randomF32, randomPositions, timeRoundRobin, timeSync, writeResults, type TimeOptions } from "./common.js";
 
 export interface KernelRow {
@@ -280,6 +281,28 @@ export async function run(opts: BenchOptions = {}): Promise<KernelRow[]> {
     );
   }
   const path = writeResults("kernels", rows);
-  log(`wrote ${path}`);
+  const gemm = rows.filter((r) => r.case.startsWith("gemm_nt") && r.peer.startsWith("onnxruntime"));
+  const shapes = [...new Set(gemm.map((r) => `${r.B}×${r.K}×${r.N}`))];
+  const gflops = (c: string, key: "ours_gflops" | "peer_gflops") => shapes.map((s) => gemm.find((r) => r.case === c && `${r.B}×${r.K}×${r.N}` === s)?.[key] ?? NaN);
+  const md = writeSummary("kernels", {
+    title: "Kernels: dense matmul against onnxruntime-web; sparse and switching kernels against dense",
+    intro: [
+      "`y[B,N] = x[B,K]·W[N,K]ᵀ`: ours (plain SIMD, and relaxed SIMD when this Node accepts it) against onnxruntime-web's WASM backend " +
+        "(1 thread, one `Gemm` node, `transB = 1`, `W` as an initializer), timed round robin. Sparse rows compare the unfused delta " +
+        "(CSR), the masked-matmul gradient and the switching kernels with the dense work they replace.",
+    ],
+    rows: rows.map((r) => ({ ...r, case: r.B ? `${r.case} B=${r.B} K=${r.K} N=${r.N}` : `${r.case} [${r.N}×${r.K}]` })),
+    chart: {
+      title: "gemm_nt GFLOP/s (B×K×N), higher is better",
+      categories: shapes,
+      series: [
+        { name: "ours (plain SIMD)", color: "#1f77b4", values: gflops("gemm_nt", "ours_gflops") },
+        ...(relaxed ? [{ name: "ours (relaxed SIMD)", color: "#2a9d8f", values: gflops("gemm_nt relaxed-simd", "ours_gflops") }] : []),
+        { name: "onnxruntime-web", color: "#ff7f0e", values: gflops("gemm_nt", "peer_gflops") },
+      ],
+      yLabel: "GFLOP/s",
+    },
+  });
+  log(`wrote ${path}, ${md.join(", ")}`);
   return rows;
 }

@@ -22,6 +22,7 @@
 //   * The relaxed-SIMD build may fuse multiply-adds: compare it with a tolerance.
 
 import { madd, hsum4, hsum1 } from "./util/simd";
+import { packTransposed } from "./util/pack";
 
 // ---------------------------------------------------------------- scalar twins
 
@@ -185,44 +186,6 @@ function storeColumn1(y: usize, ys: usize, a: v128, bias: usize, flags: i32, nro
   if (nrows > 3) store<f32>(y + 3 * ys, finish1(f32x4.extract_lane(a, 3), y + 3 * ys, bias, flags));
 }
 
-/**
- * Packs rows 0..nb-1 of x (stride xs bytes), kl columns, as a panel of width pw (4 or 8) at p:
- * p[k * pw + r] = x[r, k], 0 for nb <= r < pw.
- */
-function packPanel(x: usize, xs: usize, nb: i32, kl: i32, p: usize, pw: i32): void {
-  const ps = <usize>pw << 2; // panel bytes per k
-  const zero = f32x4.splat(0);
-  for (let g = 0; g < pw; g += 4) {
-    const nv = min(4, nb - g); // valid rows in this group of 4 (may be <= 0)
-    const x0 = x + <usize>g * xs, x1 = x0 + xs, x2 = x1 + xs, x3 = x2 + xs;
-    let q = p + (<usize>g << 2);
-    let k = 0;
-    if (nv == 4) {
-      for (; k + 4 <= kl; k += 4) {
-        const o = <usize>k << 2;
-        const a0 = v128.load(x0 + o), a1 = v128.load(x1 + o), a2 = v128.load(x2 + o), a3 = v128.load(x3 + o);
-        const t0 = v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(a0, a1, 2, 6, 3, 7);
-        const t2 = v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), t3 = v128.shuffle<f32>(a2, a3, 2, 6, 3, 7);
-        v128.store(q, v128.shuffle<f32>(t0, t2, 0, 1, 4, 5));
-        v128.store(q + ps, v128.shuffle<f32>(t0, t2, 2, 3, 6, 7));
-        v128.store(q + 2 * ps, v128.shuffle<f32>(t1, t3, 0, 1, 4, 5));
-        v128.store(q + 3 * ps, v128.shuffle<f32>(t1, t3, 2, 3, 6, 7));
-        q += 4 * ps;
-      }
-    }
-    for (; k < kl; k++) {
-      const o = <usize>k << 2;
-      let v = zero;
-      if (nv > 0) v = f32x4.replace_lane(v, 0, load<f32>(x0 + o));
-      if (nv > 1) v = f32x4.replace_lane(v, 1, load<f32>(x1 + o));
-      if (nv > 2) v = f32x4.replace_lane(v, 2, load<f32>(x2 + o));
-      if (nv > 3) v = f32x4.replace_lane(v, 3, load<f32>(x3 + o));
-      v128.store(q, v);
-      q += ps;
-    }
-  }
-}
-
 /** 4 W rows (stride ws) x panel of 8 (p, kl >= 1): y[b, n0..n0+3] for nb valid rows (nb <= 8). */
 function micro4x8(w: usize, ws: usize, p: usize, kl: i32, y: usize, ys: usize, bias: usize, flags: i32, nb: i32): void {
   let w0 = w, w1 = w + ws, w2 = w1 + ws, w3 = w2 + ws;
@@ -321,7 +284,8 @@ function gemmNtPanels(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32,
       let off: usize = 0;
       for (let r = 0; r < cb; ) {
         const pw = panelWidth(cb - r);
-        packPanel(xc + <usize>r * xs, xs, min(pw, cb - r), kl, PACK + off, pw);
+        // panel of width pw (4 or 8): PACK[off + k * pw + r] = x[r, k], zero rows past the end
+        packTransposed(xc + <usize>r * xs, xs, min(pw, cb - r), kl, PACK + off, pw);
         off += <usize>(pw * kl) << 2;
         r += pw;
       }

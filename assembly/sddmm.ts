@@ -62,8 +62,8 @@ export function f32_sddmm_csr(gy: usize, x: usize, rowPtr: usize, col: usize, g:
   }
   const Bp = (B + 3) & ~3;
   const gyT = scratch, xT = scratch + (<usize>N * <usize>Bp << 2);
-  packTransposed(gy, B, N, gyT, Bp);
-  packTransposed(x, B, K, xT, Bp);
+  packTransposed(gy, <usize>N << 2, B, N, gyT, Bp);
+  packTransposed(x, <usize>K << 2, B, K, xT, Bp);
   const rs = <usize>Bp << 2; // bytes per transposed row
   const sv = f32x4.splat(scale);
   for (let n = 0; n < N; n++) {

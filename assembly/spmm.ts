@@ -228,7 +228,7 @@ export function f32_spmm_csr(x: usize, rowPtr: usize, col: usize, val: usize, sc
     return;
   }
   const Bp = (B + 3) & ~3;
-  packTransposed(x, B, K, scratch, Bp);
+  packTransposed(x, <usize>K << 2, B, K, scratch, Bp);
   const xs = <usize>Bp << 2, ys = <usize>N << 2;
   const sv = f32x4.splat(scale);
   let c = 0;

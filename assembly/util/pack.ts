@@ -1,7 +1,7 @@
-// Packing helpers for the sparse kernels' scratch.
+// Packing helpers: transposed panels for the gemm (blocks of x) and for the sparse kernels' scratch.
 
 /**
- * Transposes src[rows, cols] (row-major, `rows <= ld`) into dst[cols, ld]: dst[c * ld + r] = src[r * cols + c],
+ * Transposes src[rows, cols] (rows `ss` bytes apart, `rows <= ld`) into dst[cols, ld]: dst[c * ld + r] = src[r, c],
  * with dst[c * ld + r] = 0 for rows <= r < ld (ld a multiple of 4). 4x4 blocks through shuffles:
  *
  *        src rows r..r+3, cols c..c+3            dst rows c..c+3, lanes r..r+3
@@ -10,8 +10,8 @@
  *        [c0 c1 c2 c3]                           [a2 b2 c2 d2]
  *        [d0 d1 d2 d3]                           [a3 b3 c3 d3]
  */
-export function packTransposed(src: usize, rows: i32, cols: i32, dst: usize, ld: i32): void {
-  const ss = <usize>cols << 2, ds = <usize>ld << 2;
+export function packTransposed(src: usize, ss: usize, rows: i32, cols: i32, dst: usize, ld: i32): void {
+  const ds = <usize>ld << 2;
   const zero = f32x4.splat(0);
   for (let r = 0; r < ld; r += 4) {
     const nv = min(4, rows - r); // valid rows in this group (<= 0 for padding groups)

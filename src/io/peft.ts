@@ -18,7 +18,7 @@ import { Linear } from "../nn/linear.js";
 import type { Module } from "../nn/module.js";
 import { ShiraConfig } from "../shira/config.js";
 import { ShiraLinear } from "../shira/layer.js";
-import { ModulesToSaveWrapper } from "../shira/modules-to-save.js";
+import { findModulesToSave, type ModulesToSaveWrapper } from "../shira/modules-to-save.js";
 import { fileSystem, hasFileSystem } from "./platform.js";
 import { readSafetensors, toFloat32, toInt32, writeSafetensors, type SafetensorsFile, type TensorInput } from "./safetensors.js";
 
@@ -132,20 +132,6 @@ function linearOf(model: Module, name: string, key: string): Linear {
   });
 }
 
-/** The modules the config's `modules_to_save` names (PEFT: module name ends with an entry), unwrapped. */
-function modulesToSaveTargets(model: Module, list: string[] | null): Map<string, Module> {
-  const out = new Map<string, Module>();
-  if (!list || list.length === 0) return out;
-  const inside: string[] = [];
-  for (const [name, m] of model.namedModules()) {
-    if (name === "" || inside.some((t) => name.startsWith(t + "."))) continue;
-    if (m instanceof ModulesToSaveWrapper || m instanceof ShiraLinear) inside.push(name);
-    if (m instanceof ShiraLinear) continue;
-    if (list.some((k) => name.endsWith(k))) out.set(name, m instanceof ModulesToSaveWrapper ? m.originalModule : m);
-  }
-  return out;
-}
-
 /**
  * Validates an adapter against a model without changing anything: config, every tensor's presence, shape,
  * dtype conversion, nnz = r·(out + in), positions in range and unique. Positions come back sorted (values
@@ -155,7 +141,7 @@ export function parseAdapter(model: Module, configJson: string | Record<string, 
   const config = ShiraConfig.fromJSON(configJson);
   config.inferenceMode = !opts.isTrainable;
   const file: SafetensorsFile = readSafetensors(modelBytes);
-  const mtsTargets = modulesToSaveTargets(model, config.modulesToSave);
+  const mtsTargets = findModulesToSave(model, config.modulesToSave);
   const perModule = new Map<string, { weight?: string; indices?: string }>();
   const mts = new Map<string, Map<string, Float32Array>>();
   for (const key of file.names()) {

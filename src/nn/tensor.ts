@@ -10,7 +10,7 @@
  * ```
  */
 import { ShapeError, StateError } from "../errors.js";
-import { runtime, type F32Buffer, type Runtime } from "../runtime/runtime.js";
+import { runtime, type F32Buffer } from "../runtime/runtime.js";
 
 /** Anything with a shape and f32-convertible data: a `Tensor`, a safetensors entry, a plain object. */
 export interface TensorLike {
@@ -222,11 +222,6 @@ export function expectShape(t: { shape: readonly number[] }, shape: readonly num
       actual: s,
     });
   }
-}
-
-/** @internal */
-export function rt(): Runtime {
-  return runtime();
 }
 
 export function assertLive(t: Tensor, what: string): void {

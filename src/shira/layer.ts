@@ -294,23 +294,6 @@ export class ShiraLinear extends Module {
     this.fuse(entries);
   }
 
-  /** The base (unfused) value of the weight at flat position `p` (reads through the saved values when fused). */
-  baseValueAt(p: number): number {
-    for (const e of this.#fused) {
-      const a = this.adapters.get(e.name)!;
-      const idx = a.indices.view;
-      let lo = 0;
-      let hi = a.nnz - 1;
-      while (lo <= hi) {
-        const mid = (lo + hi) >> 1;
-        if (idx[mid] === p) return a.saved!.view[mid];
-        if (idx[mid] < p) lo = mid + 1;
-        else hi = mid - 1;
-      }
-    }
-    return this.baseLayer.weight.data[p];
-  }
-
   /** A copy of the base weight `[out, in]` without any fused adapter. */
   baseWeight(): Float32Array {
     const w = this.baseLayer.weight.toArray();

@@ -21,7 +21,7 @@ import { matchesTarget } from "./config.js";
 import { builtinMaskFn, maskBudget, normalizeMask, type BuiltinMaskType, type MaskFn } from "./mask.js";
 import { ShiraLinear, type FusedEntry } from "./layer.js";
 import type { F32Buffer } from "../runtime/runtime.js";
-import { ModulesToSaveWrapper } from "./modules-to-save.js";
+import { ModulesToSaveWrapper, findModulesToSave } from "./modules-to-save.js";
 import { calibrationGradients, type Calibration } from "../train/calibrate.js";
 import { parseAdapter, readAdapterFiles, saveAdapterFiles, saveAdaptersToDir, type AdapterFiles, type AdapterSource, type ParsedAdapter } from "../io/peft.js";
 
@@ -196,7 +196,7 @@ export class ShiraModel {
 
     // 1. targets (validate everything first)
     const targets = this.#findTargets(config, opts);
-    const mtsNames = this.#findModulesToSave(config);
+    const mtsNames = [...findModulesToSave(this.model, config.modulesToSave).keys()];
     // 2. mutate
     const wasEmpty = this.peftConfig.size === 0;
     for (const t of targets) {
@@ -295,21 +295,6 @@ export class ShiraModel {
       t.flat = normalizeMask(res, out, inn, nnz, t.name);
     }
     return targets;
-  }
-
-  #findModulesToSave(config: ShiraConfig): string[] {
-    const list = config.modulesToSave;
-    if (!list || list.length === 0) return [];
-    const out: string[] = [];
-    const inside: string[] = [];
-    for (const [name, m] of this.model.namedModules()) {
-      if (name === "" || inside.some((t) => name.startsWith(t + "."))) continue;
-      if (m instanceof ModulesToSaveWrapper || m instanceof ShiraLinear) inside.push(name);
-      if (m instanceof ShiraLinear) continue;
-      // PEFT's _set_trainable: a module matches when its name ends with an entry
-      if (list.some((k) => name.endsWith(k))) out.push(name);
-    }
-    return out;
   }
 
   /** Freezes every base parameter (PEFT's `_mark_only_adapters_as_trainable`). */

@@ -5,6 +5,7 @@
  */
 import { StateError } from "../errors.js";
 import { Module } from "../nn/module.js";
+import { ShiraLinear } from "./layer.js";
 import type { Tensor } from "../nn/tensor.js";
 
 export class ModulesToSaveWrapper extends Module {
@@ -82,4 +83,21 @@ class ModuleDictImpl extends Module {
   forward(_x: Tensor): Tensor {
     throw new StateError("ADAPTER_STATE", "ModuleDict has no forward");
   }
+}
+
+/**
+ * The modules a `modules_to_save` list names (PEFT's `_set_trainable`: a module matches when its name ends with an
+ * entry), never looking inside adapted layers or existing wrappers. Values are the original (unwrapped) modules.
+ */
+export function findModulesToSave(model: Module, list: readonly string[] | null): Map<string, Module> {
+  const out = new Map<string, Module>();
+  if (!list || list.length === 0) return out;
+  const inside: string[] = [];
+  for (const [name, m] of model.namedModules()) {
+    if (name === "" || inside.some((t) => name.startsWith(t + "."))) continue;
+    if (m instanceof ModulesToSaveWrapper || m instanceof ShiraLinear) inside.push(name);
+    if (m instanceof ShiraLinear) continue;
+    if (list.some((k) => name.endsWith(k))) out.set(name, m instanceof ModulesToSaveWrapper ? m.originalModule : m);
+  }
+  return out;
 }

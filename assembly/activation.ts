@@ -5,6 +5,11 @@
 //   silu:  y = x / (1 + exp(-x))             gx = gy s (1 + x (1 - s)),  s = 1 / (1 + exp(-x))
 //   tanh:  y = tanh x                         gx = gy (1 - tanh^2 x), evaluated as gy sech^2 x = gy 4 (e + 1) / (e + 2)^2
 //          with e = expm1(2 |x|), which keeps full precision where 1 - tanh^2 cancels (|x| > ~4)
+//   gelu_tanh (transformers' gelu_new / NewGELUActivation, GPT-2):
+//          y = 0.5 x (1 + tanh u),  u = sqrt(2/pi) (x + 0.044715 x^3), evaluated as x / (1 + exp(-2u)) (the same
+//          function: 0.5 (1 + tanh u) = sigmoid(2u)), which keeps full precision where 1 + tanh u cancels (x < ~-3)
+//          gx = gy (s + 2 x s (1 - s) u'),  s = sigmoid(2u), 1 - s = e s with e = exp(-2u), u' = sqrt(2/pi) (1 + 3 0.044715 x^2)
+//   silu_mul (SwiGLU, Llama/Qwen2/Mistral MLPs): out = f32(silu(gate)) * up   (silu as above, then one f32 multiply)
 // All but relu are computed in f64 and rounded once to f32. Phi comes from FreeBSD's erf/erfc rational
 // approximations and exp from a Cody-Waite/Taylor exp (see util/math.ts): GELU is within 1 ulp of the
 // correctly rounded value, including the far lower tail where 1 + erf(x / sqrt 2) cancels.
@@ -229,4 +234,86 @@ export function f32_tanh_backward(x: usize, gy: usize, gx: usize, n: i32): void 
     v128.store(gx + o, pack(tanhGrad2(lo(v), lo(g)), tanhGrad2(hi(v), hi(g))));
   }
   if (i < n) f32_tanh_backward_scalar(x + (<usize>i << 2), gy + (<usize>i << 2), gx + (<usize>i << 2), n - i);
+}
+
+// ---------------------------------------------------------------- decoder-model activations (scalar twins, then SIMD)
+
+const SQRT_2_OVER_PI: f64 = 0.7978845608028654; // sqrt(2 / pi)
+const GELU_C: f64 = 0.044715;
+const GELU_C3: f64 = 0.134145; // 3 * 0.044715
+const GELU_EXP_CLAMP: f64 = 700.0; // exp(700) stays finite, so s (1 - s) = e s s never meets inf * 0
+
+export function f32_gelu_tanh_scalar(x: usize, y: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const v = <f64>load<f32>(x + (<usize>i << 2));
+    const u = SQRT_2_OVER_PI * (v + GELU_C * (v * v * v));
+    store<f32>(y + (<usize>i << 2), <f32>(v / (1.0 + exp64(-2.0 * u))));
+  }
+}
+export function f32_gelu_tanh_backward_scalar(x: usize, gy: usize, gx: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const o = <usize>i << 2;
+    const v = <f64>load<f32>(x + o);
+    const v2 = v * v;
+    const u = SQRT_2_OVER_PI * (v + GELU_C * (v2 * v));
+    const e = exp64(min(-2.0 * u, GELU_EXP_CLAMP));
+    const s = 1.0 / (1.0 + e);
+    const du = SQRT_2_OVER_PI * (1.0 + GELU_C3 * v2);
+    store<f32>(gx + o, <f32>(<f64>load<f32>(gy + o) * (s + 2.0 * v * s * (e * s) * du)));
+  }
+}
+export function f32_silu_mul_scalar(gate: usize, up: usize, out: usize, n: i32): void {
+  for (let i = 0; i < n; i++) {
+    const o = <usize>i << 2;
+    const v = <f64>load<f32>(gate + o);
+    store<f32>(out + o, <f32>(v / (1.0 + exp64(-v))) * load<f32>(up + o));
+  }
+}
+
+// @ts-ignore: decorator
+@inline function geluTanh2(v: v128): v128 {
+  const u = f64x2.mul(f64x2.splat(SQRT_2_OVER_PI), f64x2.add(v, f64x2.mul(f64x2.splat(GELU_C), f64x2.mul(f64x2.mul(v, v), v))));
+  return f64x2.div(v, f64x2.add(f64x2.splat(1.0), exp64x2(f64x2.mul(f64x2.splat(-2.0), u))));
+}
+
+export function f32_gelu_tanh(x: usize, y: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const v = v128.load(x + o);
+    v128.store(y + o, pack(geluTanh2(lo(v)), geluTanh2(hi(v))));
+  }
+  if (i < n) f32_gelu_tanh_scalar(x + (<usize>i << 2), y + (<usize>i << 2), n - i);
+}
+
+// @ts-ignore: decorator
+@inline function geluTanhGrad2(v: v128, g: v128): v128 {
+  const one = f64x2.splat(1.0);
+  const v2 = f64x2.mul(v, v);
+  const u = f64x2.mul(f64x2.splat(SQRT_2_OVER_PI), f64x2.add(v, f64x2.mul(f64x2.splat(GELU_C), f64x2.mul(v2, v))));
+  const e = exp64x2(f64x2.min(f64x2.mul(f64x2.splat(-2.0), u), f64x2.splat(GELU_EXP_CLAMP)));
+  const s = f64x2.div(one, f64x2.add(one, e));
+  const du = f64x2.mul(f64x2.splat(SQRT_2_OVER_PI), f64x2.add(one, f64x2.mul(f64x2.splat(GELU_C3), v2)));
+  const t = f64x2.mul(f64x2.mul(f64x2.mul(f64x2.mul(f64x2.splat(2.0), v), s), f64x2.mul(e, s)), du);
+  return f64x2.mul(g, f64x2.add(s, t));
+}
+
+export function f32_gelu_tanh_backward(x: usize, gy: usize, gx: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const v = v128.load(x + o), g = v128.load(gy + o);
+    v128.store(gx + o, pack(geluTanhGrad2(lo(v), lo(g)), geluTanhGrad2(hi(v), hi(g))));
+  }
+  if (i < n) f32_gelu_tanh_backward_scalar(x + (<usize>i << 2), gy + (<usize>i << 2), gx + (<usize>i << 2), n - i);
+}
+
+export function f32_silu_mul(gate: usize, up: usize, out: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const v = v128.load(gate + o);
+    v128.store(out + o, f32x4.mul(pack(silu2(lo(v)), silu2(hi(v))), v128.load(up + o)));
+  }
+  if (i < n) f32_silu_mul_scalar(gate + (<usize>i << 2), up + (<usize>i << 2), out + (<usize>i << 2), n - i);
 }

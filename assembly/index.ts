@@ -10,3 +10,7 @@ export * from "./softmax";
 export * from "./optim";
 export * from "./vector";
 export * from "./switch";
+export * from "./norm";
+export * from "./rope";
+export * from "./attention";
+export * from "./embedding";

@@ -239,3 +239,69 @@ export function f32_spmm_csr(x: usize, rowPtr: usize, col: usize, val: usize, sc
   }
   if (c < Bp) chunk4(scratch + (<usize>c << 2), xs, rowPtr, col, val, sv, y + <usize>c * ys, ys, N, B - c);
 }
+
+// ================================================================ f32_spmm_csr_t (fan_in_fan_out layers)
+//
+// Sparse delta forward for a layer whose weight is stored [K = in, N = out] (GPT-2's Conv1D, y = x . W + b):
+//   y[B,N] += scale * x[B,K] . S[K,N],   S in CSR by *input* row k: rowPtr i32[K+1], col i32[nnz] (output index),
+//   val f32[nnz];  i.e. for every position j of row k:  y[b, col[j]] += scale * (val[j] * x[b, k]).
+// Each contribution is rounded into y on its own; per output (b, n) they arrive in CSR order (k ascending, then j),
+// as in the scalar twin, so the kernel is bit-identical to it. (With the roles of the two operands swapped this is
+// also the input gradient of a plain Linear's sparse delta: gx[b, k] += scale * val[j] * gy[b, n].)
+//
+// The positions of one input row scatter into unrelated outputs, so there is no contiguous vector to load along N;
+// the kernel runs 4 batch rows at a time (val/col read once per 4 rows, 4 independent add chains) and needs no
+// scratch.
+
+export function f32_spmm_csr_t_scalar(x: usize, rowPtr: usize, col: usize, val: usize, scale: f32, y: usize, B: i32, K: i32, N: i32): void {
+  for (let b = 0; b < B; b++) {
+    const xr = x + (<usize>b * <usize>K << 2);
+    const yr = y + (<usize>b * <usize>N << 2);
+    for (let k = 0; k < K; k++) {
+      const xv = load<f32>(xr + (<usize>k << 2));
+      const j0 = load<i32>(rowPtr + (<usize>k << 2));
+      const j1 = load<i32>(rowPtr + (<usize>(k + 1) << 2));
+      for (let j = j0; j < j1; j++) {
+        const yp = yr + (<usize>load<i32>(col + (<usize>j << 2)) << 2);
+        store<f32>(yp, load<f32>(yp) + scale * (load<f32>(val + (<usize>j << 2)) * xv));
+      }
+    }
+  }
+}
+
+export function f32_spmm_csr_t(x: usize, rowPtr: usize, col: usize, val: usize, scale: f32, y: usize, B: i32, K: i32, N: i32): void {
+  if (B <= 0 || N <= 0 || K <= 0) return;
+  const xs = <usize>K << 2, ys = <usize>N << 2;
+  let b = 0;
+  for (; b + 4 <= B; b += 4) {
+    const x0 = x + <usize>b * xs, y0 = y + <usize>b * ys;
+    for (let k = 0; k < K; k++) {
+      const j0 = load<i32>(rowPtr + (<usize>k << 2));
+      const j1 = load<i32>(rowPtr + (<usize>k << 2), 4);
+      if (j0 == j1) continue;
+      const xp = x0 + (<usize>k << 2);
+      const a0 = load<f32>(xp), a1 = load<f32>(xp + xs), a2 = load<f32>(xp + 2 * xs), a3 = load<f32>(xp + 3 * xs);
+      for (let j = j0; j < j1; j++) {
+        const v = load<f32>(val + (<usize>j << 2));
+        const p = y0 + (<usize>load<i32>(col + (<usize>j << 2)) << 2);
+        store<f32>(p, load<f32>(p) + scale * (v * a0));
+        store<f32>(p + ys, load<f32>(p + ys) + scale * (v * a1));
+        store<f32>(p + 2 * ys, load<f32>(p + 2 * ys) + scale * (v * a2));
+        store<f32>(p + 3 * ys, load<f32>(p + 3 * ys) + scale * (v * a3));
+      }
+    }
+  }
+  for (; b < B; b++) {
+    const xr = x + <usize>b * xs, yr = y + <usize>b * ys;
+    for (let k = 0; k < K; k++) {
+      const j0 = load<i32>(rowPtr + (<usize>k << 2));
+      const j1 = load<i32>(rowPtr + (<usize>k << 2), 4);
+      if (j0 == j1) continue;
+      const xv = load<f32>(xr + (<usize>k << 2));
+      for (let j = j0; j < j1; j++) {
+        const p = yr + (<usize>load<i32>(col + (<usize>j << 2)) << 2);
+        store<f32>(p, load<f32>(p) + scale * (load<f32>(val + (<usize>j << 2)) * xv));
+      }
+    }
+  }
+}

@@ -18,6 +18,7 @@ const LOADERS: Record<string, () => Promise<BenchModule>> = {
   kernels: () => import("./kernels.js"),
   train: () => import("./train.js"),
   model: () => import("./model.js"),
+  lm: () => import("./lm.js"),
 };
 
 export const BENCH_NAMES = Object.keys(LOADERS);

@@ -35,6 +35,7 @@ export type ErrorCode =
   | "CONFIG_INVALID"
   | "CONFIG_NO_TARGET"
   | "CONFIG_MASK"
+  | "MODEL_UNSUPPORTED" // a checkpoint's model_type (or a config feature) this library does not run
   // shapes and state
   | "SHAPE_MISMATCH"
   | "STATE_DICT_MISMATCH"

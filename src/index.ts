@@ -25,6 +25,8 @@ export {
   numel,
   Module,
   Linear,
+  Conv1D,
+  isDenseLayer,
   ReLU,
   GELU,
   SiLU,
@@ -42,7 +44,27 @@ export {
   Rng,
   manualSeed,
 } from "./nn/index.js";
-export type { TensorLike, StateDictSource, LoadStateDictOptions, LoadStateDictResult, LinearOptions, LayerNormOptions, EmbeddingOptions, LossResult, Reduction } from "./nn/index.js";
+export type { TensorLike, StateDictSource, LoadStateDictOptions, LoadStateDictResult, LinearOptions, Conv1DOptions, DenseLayer, LayerNormOptions, EmbeddingOptions, LossResult, Reduction } from "./nn/index.js";
+
+// ---------------------------------------------------------------- decoder language models (Hugging Face checkpoints)
+export { AutoModelForCausalLM } from "./models/auto.js";
+export { DecoderModel, RMSNorm } from "./models/decoder.js";
+export type { DecoderForwardOptions } from "./models/decoder.js";
+export { parseConfig, SUPPORTED_MODEL_TYPES } from "./models/config.js";
+export type { DecoderConfig, RopeConfig } from "./models/config.js";
+export { FAMILIES } from "./models/families/index.js";
+export type { DecoderFamily, LayerRole, GlobalRole } from "./models/family.js";
+export { KVCache } from "./models/kv-cache.js";
+export type { KVCacheOptions } from "./models/kv-cache.js";
+export { RotaryEmbedding, ROPE_INIT_FUNCTIONS } from "./models/rope.js";
+export { selectToken, argmax, repetitionPenalty, temperature, topK, topP, minP, multinomial } from "./models/sampling.js";
+export type { SamplingOptions } from "./models/sampling.js";
+export type { GenerateOptions, GenerateResult, GeneratedToken, GenerationTokenizer } from "./models/generate.js";
+export type { FromPretrainedOptions, LoadProgress } from "./models/load.js";
+export { openCheckpoint } from "./models/source.js";
+export { AutoTokenizer, PreTrainedTokenizer } from "./models/tokenizer.js";
+export type { AutoTokenizerOptions, BatchEncodeOptions, BatchEncoding, ChatMessage, ChatTemplateOptions, DecodeOptions, DecodeStream, EncodeOptions, SpecialTokens } from "./models/tokenizer.js";
+export type { CheckpointSource, CheckpointFile, CheckpointFiles } from "./models/source.js";
 
 // ---------------------------------------------------------------- SHiRA
 export { ShiraConfig, matchesTarget, DEFAULT_PEFT_VERSION, TASK_TYPES } from "./shira/config.js";

@@ -133,3 +133,81 @@ describe("f32_sddmm_csr", () => {
     heap.free(scratch);
   });
 });
+
+// ---------------------------------------------------------------- f32_spmm_csr_t (transposed: CSR by input row)
+import { f32_spmm_csr_t, f32_spmm_csr_t_scalar } from "../spmm";
+
+describe("f32_spmm_csr_t", () => {
+  it("is bit-identical to the scalar twin and matches a dense x . S (f64)", () => {
+    let seed: u32 = 900;
+    for (let ib = 0; ib < BATCHES.length; ib++) {
+      for (let is = 0; is < SHAPES.length; is += 2) {
+        for (let id = 0; id < DENSITIES.length; id++) {
+          const B = BATCHES[ib], N = SHAPES[is], K = SHAPES[is + 1];
+          const pos = new Positions(K, N, <i32>(<f64>(N * K) * DENSITIES[id]), seed); // CSR over the K input rows
+          const nnz = pos.nnz;
+          const x = allocRandom(B * K, seed + 1), val = allocRandom(nnz, seed + 2), y0 = allocRandom(B * N, seed + 3);
+          const y1 = allocCopy(y0, B * N), y2 = allocCopy(y0, B * N);
+          f32_spmm_csr_t(x, pos.rowPtr, pos.col, val, 0.75, y1, B, K, N);
+          f32_spmm_csr_t_scalar(x, pos.rowPtr, pos.col, val, 0.75, y2, B, K, N);
+          expect<i32>(bitDiffs(y1, y2, B * N)).toBe(0);
+          // dense reference in f64: y0 + 0.75 * sum_k x[b, k] S[k, n]
+          let bad = 0;
+          for (let b = 0; b < B; b++) {
+            for (let n = 0; n < N; n++) {
+              let s: f64 = 0, sa: f64 = 0;
+              for (let k = 0; k < K; k++) {
+                for (let j = load<i32>(pos.rowPtr + (<usize>k << 2)); j < load<i32>(pos.rowPtr + (<usize>(k + 1) << 2)); j++) {
+                  if (load<i32>(pos.col + (<usize>j << 2)) != n) continue;
+                  const t = <f64>load<f32>(val + (<usize>j << 2)) * <f64>load<f32>(x + (<usize>(b * K + k) << 2));
+                  s += t;
+                  sa += abs(t);
+                }
+              }
+              const want = <f64>load<f32>(y0 + (<usize>(b * N + n) << 2)) + 0.75 * s;
+              const got = <f64>load<f32>(y1 + (<usize>(b * N + n) << 2));
+              if (!(abs(got - want) <= 4.0 * <f64>(K + 2) * U32 * (sa + abs(want)) + 1e-30)) bad++;
+            }
+          }
+          expect<i32>(bad).toBe(0, "dense reference");
+          heap.free(x);
+          heap.free(val);
+          heap.free(y0);
+          heap.free(y1);
+          heap.free(y2);
+          pos.free();
+          seed += 7;
+        }
+      }
+    }
+  });
+
+  it("computes y[b, col_j] += scale * val_j * x[b, k] (a known case)", () => {
+    // S over K = 2 input rows, N = 3 outputs: (k 0, n 2) = 1, (k 1, n 0) = 2, (k 1, n 2) = 3
+    const rowPtr = heap.alloc(12), col = heap.alloc(12), val = heap.alloc(12), x = heap.alloc(16), y = allocZero(6);
+    store<i32>(rowPtr, 0);
+    store<i32>(rowPtr, 1, 4);
+    store<i32>(rowPtr, 3, 8);
+    store<i32>(col, 2);
+    store<i32>(col, 0, 4);
+    store<i32>(col, 2, 8);
+    store<f32>(val, 1);
+    store<f32>(val, 2, 4);
+    store<f32>(val, 3, 8);
+    const xv: f32[] = [5, 6, 7, 8]; // x = [[5, 6], [7, 8]]
+    for (let i = 0; i < 4; i++) store<f32>(x + (<usize>i << 2), xv[i]);
+    f32_spmm_csr_t(x, rowPtr, col, val, 2, y, 2, 2, 3);
+    // row 0: y = 2 * [2*6, 0, 1*5 + 3*6] = [24, 0, 46];  row 1: 2 * [2*8, 0, 7 + 24] = [32, 0, 62]
+    expect<f32>(load<f32>(y)).toBe(24);
+    expect<f32>(load<f32>(y, 4)).toBe(0);
+    expect<f32>(load<f32>(y, 8)).toBe(46);
+    expect<f32>(load<f32>(y, 12)).toBe(32);
+    expect<f32>(load<f32>(y, 16)).toBe(0);
+    expect<f32>(load<f32>(y, 20)).toBe(62);
+    heap.free(rowPtr);
+    heap.free(col);
+    heap.free(val);
+    heap.free(x);
+    heap.free(y);
+  });
+});

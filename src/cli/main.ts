@@ -5,6 +5,7 @@
  *   shira bench [switch|kernels|train|model|all] [--json]
  *   shira inspect <adapter dir | file> [--base model.safetensors] [--json]
  *   shira merge --base model.safetensors --adapter DIR [--weight W] [--adapter DIR2 --weight W2 ...] --out FILE
+ *   shira generate --model DIR [--adapter NAME=DIR ...] --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME ...]
  *
  * Exit codes: 0 ok, 1 failure (one clear line, no stack trace), 2 usage error.
  */
@@ -17,6 +18,7 @@ import { parseArgs, value, UsageError, type OptionSpec, type Parsed } from "./ar
 import { runDemo, summaryTables } from "./demo.js";
 import { inspectAdapter } from "./inspect.js";
 import { mergeFiles } from "./merge.js";
+import { describeCheckpoint, isCheckpointDir, runGenerate } from "./generate.js";
 import { fmtNum, textTable } from "./format.js";
 
 const VERSION = "0.1.0";
@@ -68,11 +70,28 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   inspect: {
-    summary: "show an adapter's config, modules, nnz, density, value statistics and size",
-    usage: "shira inspect <adapter dir | adapter_model.safetensors> [--base model.safetensors] [--json]",
+    summary: "describe an adapter (config, modules, nnz, density, values, size) or a model checkpoint folder",
+    usage: "shira inspect <adapter dir | adapter_model.safetensors | model dir> [--base model.safetensors] [--json]",
     options: { base: { value: true, help: "base model file, for exact layer shapes" }, ...json },
     async run(p, out) {
       if (p.positionals.length !== 1) throw new UsageError("inspect takes one path");
+      if (await isCheckpointDir(p.positionals[0])) {
+        const m = await describeCheckpoint(p.positionals[0]);
+        if (p.flags.has("json")) {
+          out(JSON.stringify(m, null, 2));
+          return 0;
+        }
+        const c = m.config;
+        out(`model: ${m.path}`);
+        out(`${m.architecture} (model_type ${m.modelType}): ${m.parameters.toLocaleString("en-US")} parameters${m.tiedHead ? ", tied head" : ""}${m.hasTokenizer ? ", tokenizer.json" : ", no tokenizer.json"}`);
+        out(
+          `layers ${c.numLayers}, hidden ${c.hiddenSize}, heads ${c.numHeads} (kv ${c.numKvHeads}, head_dim ${c.headDim}), mlp ${c.intermediateSize}, vocab ${c.vocabSize}, ` +
+            `max positions ${c.maxPositions}${c.rope ? `, RoPE ${c.rope.type} θ=${c.rope.theta}` : ", learned positions"}${c.slidingWindow ? `, sliding window ${c.slidingWindow}` : ""}`,
+        );
+        out("");
+        out(textTable(["file", "bytes", "tensors", "dtypes"], m.files.map((f) => [f.name, f.bytes.toLocaleString("en-US"), f.tensors, f.dtypes.join(", ")])));
+        return 0;
+      }
       const r = await inspectAdapter(p.positionals[0], value(p, "base"));
       if (p.flags.has("json")) {
         out(JSON.stringify(r, null, 2));
@@ -127,6 +146,72 @@ const COMMANDS: Record<string, Command> = {
       await writeFile(outFile, bytes);
       if (p.flags.has("json")) out(JSON.stringify({ out: outFile, bytes: bytes.length, mergedModules: merged, adapters: adapters.map((a, i) => ({ path: a, weight: weights[i] })) }, null, 2));
       else out(`wrote ${outFile} (${bytes.length.toLocaleString("en-US")} bytes): ${adapters.length} adapter(s) merged into ${merged.length} module(s): ${merged.join(", ")}`);
+      return 0;
+    },
+  },
+  generate: {
+    summary: "stream text from a Hugging Face checkpoint, with SHiRA adapters switched between tokens",
+    usage: "shira generate --model DIR [--adapter NAME=DIR ...] --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME ...] [--sample] [--json]",
+    options: {
+      model: { value: true, help: "a checkpoint folder (config.json, model.safetensors, tokenizer.json)" },
+      adapter: { value: true, multiple: true, help: "NAME=DIR: a PEFT SHiRA adapter folder; the first is fused from the start" },
+      prompt: { value: true, help: "the prompt text" },
+      chat: { help: "apply the tokenizer's chat template to the prompt (a user message)" },
+      "max-new-tokens": { value: true, help: "tokens to generate (default 50)" },
+      "switch-at": { value: true, multiple: true, help: "TOKEN:NAME: fuse adapter NAME (or base) before generated token TOKEN" },
+      sample: { help: "sample instead of greedy decoding" },
+      temperature: { value: true, help: "sampling temperature" },
+      "top-k": { value: true, help: "sample from the k most likely tokens" },
+      "top-p": { value: true, help: "nucleus sampling threshold" },
+      seed: { value: true, help: "sampling seed" },
+      ...json,
+    },
+    async run(p, out) {
+      const model = value(p, "model");
+      const prompt = value(p, "prompt");
+      if (!model || prompt === undefined) throw new UsageError("generate needs --model and --prompt");
+      const adapters = (p.values.get("adapter") ?? []).map((a): [string, string] => {
+        const i = a.indexOf("=");
+        if (i <= 0 || i === a.length - 1) throw new UsageError(`--adapter takes NAME=DIR, got ${JSON.stringify(a)}`);
+        return [a.slice(0, i), a.slice(i + 1)];
+      });
+      if (new Set(adapters.map(([n]) => n)).size !== adapters.length) throw new UsageError("--adapter names must differ");
+      const switches = (p.values.get("switch-at") ?? []).map((s): [number, string] => {
+        const m = /^(\d+):(.+)$/.exec(s);
+        if (!m) throw new UsageError(`--switch-at takes TOKEN:NAME, got ${JSON.stringify(s)}`);
+        return [Number(m[1]), m[2]];
+      });
+      const num = (k: string): number | undefined => {
+        const v = value(p, k);
+        if (v === undefined) return undefined;
+        const n = Number(v);
+        if (!Number.isFinite(n)) throw new UsageError(`--${k} must be a number, got ${JSON.stringify(v)}`);
+        return n;
+      };
+      const maxNewTokens = num("max-new-tokens") ?? 50;
+      if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new UsageError("--max-new-tokens must be a non-negative integer");
+      const asJson = p.flags.has("json");
+      const r = await runGenerate({
+        model,
+        adapters,
+        prompt,
+        chat: p.flags.has("chat"),
+        maxNewTokens,
+        switches,
+        doSample: p.flags.has("sample"),
+        temperature: num("temperature"),
+        topK: num("top-k"),
+        topP: num("top-p"),
+        seed: num("seed"),
+        write: asJson ? () => undefined : (s) => process.stdout.write(s),
+        log: asJson ? () => undefined : (s) => process.stderr.write(s + "\n"),
+      });
+      if (asJson) out(JSON.stringify(r, null, 2));
+      else {
+        out("");
+        const sw = r.switches.map((s) => `${s.adapter}@${s.atToken} ${s.ms.toFixed(2)} ms`).join(", ");
+        process.stderr.write(`${r.newTokens} tokens; prefill ${r.prefillMs.toFixed(1)} ms, decode ${r.decodeTokensPerSecond.toFixed(1)} tokens/s${sw ? `; switches: ${sw}` : ""}\n`);
+      }
       return 0;
     },
   },

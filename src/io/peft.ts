@@ -5,6 +5,8 @@
  *   <dir>/adapter_config.json         json.dumps(config, indent=2, sort_keys=True), inference_mode: true
  *   <dir>/adapter_model.safetensors   base_model.model.<module>.shira_weight   F32 [nnz]
  *                                     base_model.model.<module>.shira_indices  I32 [2, nnz]  (rows; cols), row-major sorted
+ *                                       (rows = output index, cols = input index, also for a Conv1D whose weight
+ *                                       is stored [in, out]: the positions address the [out, in] matrix)
  *                                     base_model.model.<module>.<key>          modules_to_save copies (e.g. head.weight)
  *                                     __metadata__ = {"format": "pt"}
  * ```
@@ -14,7 +16,7 @@
  * Everything is validated before the model changes; errors are typed and name the key and the values.
  */
 import { ConfigError, FormatError, ShiraError } from "../errors.js";
-import { Linear } from "../nn/linear.js";
+import { isDenseLayer, type DenseLayer } from "../nn/conv1d.js";
 import type { Module } from "../nn/module.js";
 import { ShiraConfig } from "../shira/config.js";
 import { ShiraLinear } from "../shira/layer.js";
@@ -110,13 +112,13 @@ export async function readAdapterFiles(source: AdapterSource): Promise<{ config:
 /** A validated adapter, ready to inject. */
 export interface ParsedAdapter {
   config: ShiraConfig;
-  /** Sorted flat positions and their values per adapted module. */
+  /** Sorted flat positions (`row * in + col` of the `[out, in]` matrix, also for a Conv1D) and their values per adapted module. */
   loaded: Map<string, { flat: Int32Array; values: Float32Array }>;
   /** modules_to_save tensors per wrapped module: key relative to the module -> values. */
   modulesToSave: Map<string, Map<string, Float32Array>>;
 }
 
-function linearOf(model: Module, name: string, key: string): Linear {
+function linearOf(model: Module, name: string, key: string): DenseLayer {
   let m: Module;
   try {
     m = model.getSubmodule(name);
@@ -124,8 +126,8 @@ function linearOf(model: Module, name: string, key: string): Linear {
     throw new FormatError("SHIRA_MODULE_NOT_FOUND", `${key}: the model has no module "${name}"`, { tensor: key, module: name });
   }
   if (m instanceof ShiraLinear) return m.baseLayer;
-  if (m instanceof Linear) return m;
-  throw new FormatError("SHIRA_NOT_LINEAR", `${key}: module "${name}" is a ${m.constructor.name}, not a Linear layer (SHiRA adapts Linear layers only)`, {
+  if (isDenseLayer(m)) return m;
+  throw new FormatError("SHIRA_NOT_LINEAR", `${key}: module "${name}" is a ${m.constructor.name}, not a supported layer (SHiRA adapts Linear, Conv1D)`, {
     tensor: key,
     module: name,
     type: m.constructor.name,
@@ -144,6 +146,7 @@ export function parseAdapter(model: Module, configJson: string | Record<string, 
   const mtsTargets = findModulesToSave(model, config.modulesToSave);
   const perModule = new Map<string, { weight?: string; indices?: string }>();
   const mts = new Map<string, Map<string, Float32Array>>();
+  const otherAdapters: [string, string][] = [];
   for (const key of file.names()) {
     if (!key.startsWith(KEY_PREFIX)) {
       throw new FormatError("SHIRA_UNEXPECTED_TENSOR", `${key}: adapter keys start with "${KEY_PREFIX}" (PEFT's naming)`, { tensor: key });
@@ -155,6 +158,13 @@ export function parseAdapter(model: Module, configJson: string | Record<string, 
       if (m[2] === "shira_weight") e.weight = key;
       else e.indices = key;
       perModule.set(m[1], e);
+      continue;
+    }
+    // PEFT through v0.19 also writes the other adapters' tensors into a non-default adapter's file, under
+    // `<module>.shira_weight.<adapter>`; its loader ignores them, and so do we (checked below: same modules only)
+    const named = /^(.+)\.(shira_weight|shira_indices)\.[^.]+$/.exec(rest);
+    if (named) {
+      otherAdapters.push([key, named[1]]);
       continue;
     }
     let owner: string | null = null;
@@ -181,6 +191,9 @@ export function parseAdapter(model: Module, configJson: string | Record<string, 
     }
   }
   if (perModule.size === 0) throw new FormatError("SHIRA_MISSING_TENSOR", "the adapter file holds no shira_weight / shira_indices tensors");
+  for (const [key, module] of otherAdapters) {
+    if (!perModule.has(module)) throw new FormatError("SHIRA_UNEXPECTED_TENSOR", `${key}: another adapter's tensor for a module this adapter does not adapt`, { tensor: key });
+  }
 
   const loaded = new Map<string, { flat: Int32Array; values: Float32Array }>();
   for (const [name, keys] of perModule) {
@@ -295,12 +308,13 @@ export function saveAdapterFiles(peft: SavableModel, adapter: string): AdapterFi
   for (const [name, layer] of peft.shiraLayers()) {
     const a = layer.adapters.get(adapter);
     if (!a) continue;
-    const { rows, cols } = a.rowsCols(layer.inFeatures);
+    // PEFT's order (row-major over [out, in]); a Conv1D keeps its positions in the stored [in, out] order
+    const { rows, cols } = a.rowsCols();
     const idx = new Int32Array(2 * a.nnz);
     idx.set(rows, 0);
     idx.set(cols, a.nnz);
     const k = adapterKeys(name);
-    tensors.set(k.weight, { dtype: "F32", shape: [a.nnz], data: a.weight.toArray() });
+    tensors.set(k.weight, { dtype: "F32", shape: [a.nnz], data: a.peftValues() });
     tensors.set(k.indices, { dtype: "I32", shape: [2, a.nnz], data: idx });
   }
   for (const [name, w] of peft.modulesToSaveWrappers()) {

@@ -4,6 +4,8 @@
  * `s = loraAlpha / r`, training (A ~ U(-1/√in, 1/√in), B = 0, as PEFT), and merge/unmerge through the engine's
  * low-rank kernel (`W ± s·B·A`, O(out·in·r); unmerge subtracts, so the base drifts in the last bits as in PEFT).
  * Saves and loads PEFT's LoRA files (`base_model.model.<m>.lora_A.weight [r, in]`, `lora_B.weight [out, r]`).
+ * Targets are `Linear` layers or GPT-2 `Conv1D`s (weight stored `[in, out]`: PEFT's `fan_in_fan_out`, set
+ * automatically from the targets as PEFT does); merging a Conv1D adds the transposed delta `s·(B·A)ᵀ = s·Aᵀ·Bᵀ`.
  *
  * ```ts
  * const lora = getLoraModel(model, new LoraConfig({ r: 16, loraAlpha: 16, targetModules: ["fc1", "fc2"] }), "task");
@@ -14,9 +16,10 @@
  */
 import { ConfigError, FormatError, ShapeError, StateError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
+import { isDenseLayer, isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
 import { Module } from "../nn/module.js";
 import { Parameter, Tensor, assertLive } from "../nn/tensor.js";
-import { runtime } from "../runtime/runtime.js";
+import { runtime, type F32Buffer } from "../runtime/runtime.js";
 import { matchesTarget, type TargetModules } from "../shira/config.js";
 import { pyFloat, pythonJsonDumps } from "../shira/python-json.js";
 import { readSafetensors, toFloat32, writeSafetensors, type TensorInput } from "../io/safetensors.js";
@@ -30,6 +33,8 @@ export interface LoraConfigInit {
   loraDropout?: number;
   initLoraWeights?: boolean;
   inferenceMode?: boolean;
+  /** The targets store their weight `[in, out]` (GPT-2 Conv1D). Set from the targets when the adapter is added. */
+  fanInFanOut?: boolean;
 }
 
 /** PEFT's `LoraConfig` (the fields this baseline uses). */
@@ -40,6 +45,7 @@ export class LoraConfig {
   loraDropout: number;
   initLoraWeights: boolean;
   inferenceMode: boolean;
+  fanInFanOut: boolean;
 
   constructor(init: LoraConfigInit = {}) {
     this.r = init.r ?? 8;
@@ -48,6 +54,7 @@ export class LoraConfig {
     this.loraDropout = init.loraDropout ?? 0;
     this.initLoraWeights = init.initLoraWeights ?? true;
     this.inferenceMode = init.inferenceMode ?? false;
+    this.fanInFanOut = init.fanInFanOut ?? false;
     if (!Number.isSafeInteger(this.r) || this.r <= 0) throw new ConfigError("CONFIG_R", `\`r\` should be a positive integer value but the value passed is ${this.r}`, { field: "r", value: this.r });
     if (!Number.isFinite(this.loraAlpha)) throw new ConfigError("CONFIG_INVALID", `lora_alpha must be a number, got ${this.loraAlpha}`);
     if (this.loraDropout !== 0) throw new ConfigError("CONFIG_INVALID", `lora_dropout ${this.loraDropout} is not supported by this baseline (use 0)`);
@@ -67,7 +74,7 @@ export class LoraConfig {
         auto_mapping: null,
         base_model_name_or_path: null,
         bias: "none",
-        fan_in_fan_out: false,
+        fan_in_fan_out: this.fanInFanOut,
         inference_mode: true,
         init_lora_weights: this.initLoraWeights,
         layers_pattern: null,
@@ -99,6 +106,7 @@ export class LoraConfig {
       loraDropout: (o["lora_dropout"] as number) ?? 0,
       initLoraWeights: (o["init_lora_weights"] as boolean) ?? true,
       inferenceMode: true,
+      fanInFanOut: (o["fan_in_fan_out"] as boolean) ?? false,
     });
   }
 }
@@ -113,9 +121,12 @@ class ModuleDict extends Module {
   }
 }
 
-/** A `Linear` with LoRA adapters (`base_layer`, `lora_A.<adapter>`, `lora_B.<adapter>`). */
+/**
+ * A `Linear` or `Conv1D` with LoRA adapters (`base_layer`, `lora_A.<adapter>`, `lora_B.<adapter>`). A and B are
+ * PEFT's `[r, in]` and `[out, r]` for both; only merging sees the base weight's layout.
+ */
 export class LoraLinear extends Module {
-  readonly baseLayer: Linear;
+  readonly baseLayer: DenseLayer;
   readonly loraA = new ModuleDict();
   readonly loraB = new ModuleDict();
   readonly scaling = new Map<string, number>();
@@ -123,8 +134,10 @@ export class LoraLinear extends Module {
   merged: string[] = [];
   disabled = false;
   #cache: { x: Tensor; t: Tensor[] } | null = null;
+  /** `[rows, r]` scratch of {@link forwardInto}, kept between calls (grown only for a larger rows · r). */
+  #scratch: F32Buffer | null = null;
 
-  constructor(base: Linear) {
+  constructor(base: DenseLayer) {
     super();
     this.baseLayer = this.registerModule("base_layer", base);
     this.registerModule("lora_A", this.loraA);
@@ -136,6 +149,10 @@ export class LoraLinear extends Module {
   }
   get outFeatures(): number {
     return this.baseLayer.outFeatures;
+  }
+  /** The base weight is stored `[in, out]` (Conv1D). */
+  get fanInFanOut(): boolean {
+    return isFanInFanOut(this.baseLayer);
   }
 
   addAdapter(name: string, r: number, scaling: number, initLoraWeights = true): void {
@@ -153,6 +170,18 @@ export class LoraLinear extends Module {
     this.loraB.removeModule(name)?.free();
     this.scaling.delete(name);
     this.activeAdapters = this.activeAdapters.filter((n) => n !== name);
+    this.releaseScratch();
+  }
+
+  /** Frees the cached {@link forwardInto} scratch (allocated again when needed). */
+  releaseScratch(): void {
+    this.#scratch?.free();
+    this.#scratch = null;
+  }
+
+  override free(): void {
+    this.releaseScratch();
+    super.free();
   }
 
   adapterNames(): string[] {
@@ -167,23 +196,69 @@ export class LoraLinear extends Module {
     return { a: a.weight, b: b.weight };
   }
 
-  /** W += s·B·A (the engine's low-rank kernel). */
-  mergeOne(name: string): void {
+  /**
+   * W += s·delta with delta = B·A `[out, in]`; on a Conv1D (stored `[in, out]`) the transposed delta
+   * `Aᵀ·Bᵀ` (PEFT's `transpose(B @ A, fan_in_fan_out)`), the same sums term for term.
+   */
+  #fuseDelta(name: string, scale: number): void {
     const { a, b } = this.weights(name);
-    runtime().k.f32_lowrank_fuse(this.baseLayer.weight.ptr, b.ptr, a.ptr, this.scaling.get(name)!, this.outFeatures, this.inFeatures, a.shape[0]);
+    const rt = runtime();
+    const k = rt.k;
+    const r = a.shape[0];
+    const w = this.baseLayer.weight.ptr;
+    if (!this.fanInFanOut) {
+      k.f32_lowrank_fuse(w, b.ptr, a.ptr, scale, this.outFeatures, this.inFeatures, r);
+      return;
+    }
+    rt.scratch((tmp) => {
+      const at = tmp.f32(this.inFeatures * r); // Aᵀ [in, r]
+      const bt = tmp.f32(r * this.outFeatures); // Bᵀ [r, out]
+      k.f32_transpose(a.ptr, at.ptr, r, this.inFeatures);
+      k.f32_transpose(b.ptr, bt.ptr, this.outFeatures, r);
+      k.f32_lowrank_fuse(w, at.ptr, bt.ptr, scale, this.inFeatures, this.outFeatures, r);
+    });
+  }
+
+  /** W += s·B·A (the engine's low-rank kernel; transposed on a Conv1D). */
+  mergeOne(name: string): void {
+    this.#fuseDelta(name, this.scaling.get(name)!);
     this.merged.push(name);
   }
 
   /** W -= s·B·A (not exact in float32, as PEFT). */
   unmergeOne(name: string): void {
-    const { a, b } = this.weights(name);
-    runtime().k.f32_lowrank_fuse(this.baseLayer.weight.ptr, b.ptr, a.ptr, -this.scaling.get(name)!, this.outFeatures, this.inFeatures, a.shape[0]);
+    this.#fuseDelta(name, -this.scaling.get(name)!);
     this.merged = this.merged.filter((n) => n !== name);
   }
 
   #unfused(): string[] {
     if (this.disabled || this.merged.length) return [];
     return this.activeAdapters.filter((n) => this.loraA.get(n));
+  }
+
+  /**
+   * `y[rows, out]` = the layer's output for `x[rows, in]` (byte offsets into wasm memory; `y` is overwritten), the
+   * unfused active adapters included. Allocates nothing in steady state: the `[rows, r]` intermediate is kept on
+   * the layer and grown only when needed.
+   */
+  forwardInto(xPtr: number, yPtr: number, rows: number): void {
+    if (rows <= 0) return;
+    this.baseLayer.forwardInto(xPtr, yPtr, rows);
+    const names = this.#unfused();
+    if (!names.length) return;
+    const k = runtime().k;
+    for (const n of names) {
+      const { a, b } = this.weights(n);
+      const r = a.shape[0];
+      if (!this.#scratch || this.#scratch.length < rows * r) {
+        this.releaseScratch();
+        this.#scratch = runtime().allocF32(rows * r);
+      }
+      const t = this.#scratch.ptr;
+      k.f32_gemm_nt(xPtr, a.ptr, 0, t, rows, this.inFeatures, r, 0);
+      k.f32_scale(t, this.scaling.get(n)!, rows * r);
+      k.f32_gemm_nt(t, b.ptr, 0, yPtr, rows, r, this.outFeatures, 1);
+    }
   }
 
   forward(x: Tensor): Tensor {
@@ -281,17 +356,32 @@ export class LoraModel {
 
   addAdapter(name: string, config: LoraConfig, targets?: string[]): void {
     if (this.peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`);
-    const found: [string, Linear | LoraLinear][] = [];
+    const found: [string, DenseLayer | LoraLinear][] = [];
     const inside: string[] = [];
     for (const [n, m] of this.model.namedModules()) {
       if (n === "" || inside.some((t) => n.startsWith(t + "."))) continue;
       if (m instanceof LoraLinear) inside.push(n);
       const hit = targets ? targets.includes(n) : matchesTarget(config.targetModules, n);
       if (!hit) continue;
-      if (!(m instanceof Linear) && !(m instanceof LoraLinear)) throw new ConfigError("SHIRA_NOT_LINEAR", `LoRA target ${n} (${m.constructor.name}) is not a Linear layer`);
+      if (!isDenseLayer(m) && !(m instanceof LoraLinear)) {
+        throw new ConfigError("SHIRA_NOT_LINEAR", `LoRA target ${n} (${m.constructor.name}) is not supported. Currently, only the following modules are supported: Linear, Conv1D.`);
+      }
       found.push([n, m]);
     }
     if (found.length === 0) throw new ConfigError("CONFIG_NO_TARGET", `Target modules ${JSON.stringify(config.targetModules)} not found in the base model.`);
+    // PEFT: fan_in_fan_out follows the module type (warning when it differs); the last target decides the config
+    const last = found[found.length - 1][1];
+    const fanInFanOut = isFanInFanOut(last instanceof LoraLinear ? last.baseLayer : last);
+    if (config.fanInFanOut !== fanInFanOut) {
+      console.warn(
+        `shira-wasm: ${
+          fanInFanOut
+            ? "fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True."
+            : "fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False."
+        }`,
+      );
+      config.fanInFanOut = fanInFanOut;
+    }
     const firstAdapter = this.peftConfig.size === 0;
     for (const [n, m] of found) {
       let layer: LoraLinear;
@@ -428,8 +518,8 @@ export class LoraModel {
       const m = /^base_model\.model\.(.+)\.lora_(A|B)\.weight$/.exec(key);
       if (!m) throw new FormatError("SHIRA_UNEXPECTED_TENSOR", `${key}: not a LoRA tensor`, { tensor: key });
       const lin = this.model.getSubmodule(m[1]);
-      const base = lin instanceof LoraLinear ? lin.baseLayer : lin instanceof Linear ? lin : null;
-      if (!base) throw new FormatError("SHIRA_NOT_LINEAR", `${key}: ${m[1]} is not a Linear layer`);
+      const base = lin instanceof LoraLinear ? lin.baseLayer : isDenseLayer(lin) ? lin : null;
+      if (!base) throw new FormatError("SHIRA_NOT_LINEAR", `${key}: ${m[1]} is a ${lin.constructor.name}, not a supported layer (Linear, Conv1D)`);
       const shape = file.entry(key).shape;
       const want = m[2] === "A" ? [cfg.r, base.inFeatures] : [base.outFeatures, cfg.r];
       if (shape[0] !== want[0] || shape[1] !== want[1] || shape.length !== 2) throw new ShapeError("SHAPE_MISMATCH", `${key}: [${shape.join(", ")}], expected [${want.join(", ")}]`);

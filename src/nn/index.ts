@@ -4,6 +4,8 @@ export { Module } from "./module.js";
 export type { StateDictSource, LoadStateDictOptions, LoadStateDictResult } from "./module.js";
 export { Linear } from "./linear.js";
 export type { LinearOptions } from "./linear.js";
+export { Conv1D, isDenseLayer, isFanInFanOut } from "./conv1d.js";
+export type { Conv1DOptions, DenseLayer } from "./conv1d.js";
 export { ReLU, GELU, SiLU, Tanh, Softmax, LogSoftmax } from "./activation.js";
 export { Sequential, ModuleList, Identity } from "./containers.js";
 export { LayerNorm, Embedding } from "./norm.js";

@@ -18,6 +18,10 @@ export interface LinearOptions {
   bias?: boolean;
   /** Generator for the initial values (default: the library's default generator, see `manualSeed`). */
   rng?: Rng;
+  /** Fill the weights with random values (default true); false leaves zeros, for layers about to be loaded. */
+  init?: boolean;
+  /** Use this `[out, in]` parameter as the weight (shared, not copied: a tied language-model head). */
+  weight?: Parameter;
 }
 
 export class Linear extends Module {
@@ -36,13 +40,23 @@ export class Linear extends Module {
     this.outFeatures = outFeatures;
     const rng = opts.rng ?? defaultRng;
     const bound = 1 / Math.sqrt(inFeatures);
-    const w = new Float32Array(outFeatures * inFeatures);
-    for (let i = 0; i < w.length; i++) w[i] = rng.uniform(-bound, bound);
-    this.weight = this.registerParameter("weight", Parameter.from(w, [outFeatures, inFeatures]));
+    const init = opts.init ?? true;
+    let w: Parameter;
+    if (opts.weight) {
+      w = opts.weight;
+      if (w.ndim !== 2 || w.dim(0) !== outFeatures || w.dim(1) !== inFeatures) {
+        throw new ShapeError("SHAPE_MISMATCH", `Linear: shared weight of shape [${w.shape.join(", ")}] is not [${outFeatures}, ${inFeatures}]`);
+      }
+    } else if (init) {
+      const wv = new Float32Array(outFeatures * inFeatures);
+      for (let i = 0; i < wv.length; i++) wv[i] = rng.uniform(-bound, bound);
+      w = Parameter.from(wv, [outFeatures, inFeatures]);
+    } else w = Parameter.zeros([outFeatures, inFeatures]);
+    this.weight = this.registerParameter("weight", w);
     let b: Parameter | null = null;
     if (opts.bias ?? true) {
       const bv = new Float32Array(outFeatures);
-      for (let i = 0; i < bv.length; i++) bv[i] = rng.uniform(-bound, bound);
+      if (init) for (let i = 0; i < bv.length; i++) bv[i] = rng.uniform(-bound, bound);
       b = Parameter.from(bv, [outFeatures]);
     }
     this.bias = this.registerParameter("bias", b);
@@ -58,6 +72,15 @@ export class Linear extends Module {
       });
     }
     return x.size / this.inFeatures;
+  }
+
+  /**
+   * `y[rows, out] = x[rows, in]·Wᵀ + b` into preallocated wasm memory (byte offsets); allocates nothing. Used by the
+   * decoder's decode loop. `y` is overwritten.
+   */
+  forwardInto(xPtr: number, yPtr: number, rows: number): void {
+    if (rows <= 0) return;
+    runtime().k.f32_gemm_nt(xPtr, this.weight.ptr, this.bias ? this.bias.ptr : 0, yPtr, rows, this.inFeatures, this.outFeatures, 0);
   }
 
   forward(x: Tensor): Tensor {

@@ -110,6 +110,8 @@ export class LayerNorm extends Module {
 export interface EmbeddingOptions {
   paddingIdx?: number;
   rng?: Rng;
+  /** Fill the table with random values (default true); false leaves zeros, for tables about to be loaded. */
+  init?: boolean;
 }
 
 /** Looks up rows of `weight [numEmbeddings, embeddingDim]` (initialized N(0, 1), as PyTorch). Input: integer ids. */
@@ -127,10 +129,14 @@ export class Embedding extends Module {
     this.embeddingDim = embeddingDim;
     this.paddingIdx = opts.paddingIdx ?? null;
     const rng = opts.rng ?? defaultRng;
-    const w = new Float32Array(numEmbeddings * embeddingDim);
-    for (let i = 0; i < w.length; i++) w[i] = rng.normal();
-    if (this.paddingIdx !== null) w.fill(0, this.paddingIdx * embeddingDim, (this.paddingIdx + 1) * embeddingDim);
-    this.weight = this.registerParameter("weight", Parameter.from(w, [numEmbeddings, embeddingDim]));
+    if (opts.init === false) {
+      this.weight = this.registerParameter("weight", Parameter.zeros([numEmbeddings, embeddingDim]));
+    } else {
+      const w = new Float32Array(numEmbeddings * embeddingDim);
+      for (let i = 0; i < w.length; i++) w[i] = rng.normal();
+      if (this.paddingIdx !== null) w.fill(0, this.paddingIdx * embeddingDim, (this.paddingIdx + 1) * embeddingDim);
+      this.weight = this.registerParameter("weight", Parameter.from(w, [numEmbeddings, embeddingDim]));
+    }
   }
 
   /** `x` holds integer ids (as f32 values); output `[...x.shape, embeddingDim]`. */

@@ -69,5 +69,34 @@ export interface Kernels {
   f32_switch_merge_scalar(w: number, idxA: number, savedA: number, nA: number, idxB: number, savedB: number, vB: number, scale: number, nB: number): void;
   f32_gather_scatter_add(w: number, idx: number, saved: number, v: number, scale: number, nnz: number): void;
   f32_gather_scatter_add_scalar(w: number, idx: number, saved: number, v: number, scale: number, nnz: number): void;
+  // transposed sparse delta forward, CSR by input row (fan_in_fan_out layers, assembly/spmm.ts)
+  f32_spmm_csr_t(x: number, rowPtr: number, col: number, val: number, scale: number, y: number, B: number, K: number, N: number): void;
+  f32_spmm_csr_t_scalar(x: number, rowPtr: number, col: number, val: number, scale: number, y: number, B: number, K: number, N: number): void;
+  // decoder models (assembly/norm.ts, rope.ts, attention.ts, embedding.ts, activation.ts)
+  f32_rmsnorm(x: number, w: number, y: number, rows: number, D: number, eps: number): void;
+  f32_rmsnorm_scalar(x: number, w: number, y: number, rows: number, D: number, eps: number): void;
+  f32_layernorm(x: number, w: number, b: number, y: number, rows: number, D: number, eps: number): void;
+  f32_layernorm_scalar(x: number, w: number, b: number, y: number, rows: number, D: number, eps: number): void;
+  f32_rope(x: number, stride: number, rows: number, nHeads: number, headDim: number, pos: number, cos: number, sin: number, half: number, interleaved: number): void;
+  f32_rope_scalar(x: number, stride: number, rows: number, nHeads: number, headDim: number, pos: number, cos: number, sin: number, half: number, interleaved: number): void;
+  f32_kv_store(src: number, srcStride: number, cache: number, B: number, T: number, past: number, nKv: number, headDim: number, maxSeq: number): void;
+  f32_kv_store_scalar(src: number, srcStride: number, cache: number, B: number, T: number, past: number, nKv: number, headDim: number, maxSeq: number): void;
+  f32_attention_scratch(T: number, maxSeq: number, headDim: number): number;
+  f32_attention(q: number, qStride: number, kc: number, vc: number, out: number, outStride: number, B: number, T: number, past: number, nHeads: number, nKv: number, headDim: number, maxSeq: number, scale: number, window: number, keyMask: number, scratch: number): void;
+  f32_attention_scalar(q: number, qStride: number, kc: number, vc: number, out: number, outStride: number, B: number, T: number, past: number, nHeads: number, nKv: number, headDim: number, maxSeq: number, scale: number, window: number, keyMask: number, scratch: number): void;
+  f32_gelu_tanh(x: number, y: number, n: number): void;
+  f32_gelu_tanh_scalar(x: number, y: number, n: number): void;
+  f32_gelu_tanh_backward(x: number, gy: number, gx: number, n: number): void;
+  f32_gelu_tanh_backward_scalar(x: number, gy: number, gx: number, n: number): void;
+  f32_silu_mul(gate: number, up: number, out: number, n: number): void;
+  f32_silu_mul_scalar(gate: number, up: number, out: number, n: number): void;
+  f32_embedding(table: number, ids: number, out: number, n: number, D: number): void;
+  f32_embedding_scalar(table: number, ids: number, out: number, n: number, D: number): void;
+  f32_embedding_add(table: number, ids: number, out: number, n: number, D: number): void;
+  f32_embedding_add_scalar(table: number, ids: number, out: number, n: number, D: number): void;
+  f32_bias_add(y: number, b: number, rows: number, N: number): void;
+  f32_bias_add_scalar(y: number, b: number, rows: number, N: number): void;
+  f32_argmax(x: number, n: number): number;
+  f32_argmax_scalar(x: number, n: number): number;
   [name: string]: unknown;
 }

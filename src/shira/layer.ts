@@ -5,11 +5,20 @@
  * once, in the two forms the kernels want:
  *
  * ```
- *   indices  i32[nnz]    flat positions row * in + col, ascending      (scatter / gather, switching)
- *   rowPtr   i32[out+1]  CSR row pointers by output row                (unfused forward, masked-matmul grads)
- *   cols     i32[nnz]    column of each value, in the same order
+ *   indices  i32[nnz]    flat positions in the stored weight, ascending (scatter / gather, switching)
+ *                        Linear: row * in + col;  Conv1D (stored [in, out]): col * out + row
+ *   rowPtr   i32[R+1]    CSR row pointers by stored row (Linear: R = out; Conv1D: R = in)
+ *                        (unfused forward, masked-matmul grads)
+ *   cols     i32[nnz]    stored column of each value, in the same order (Linear: input; Conv1D: output index)
  *   weight   f32[nnz]    the values, in the same order (a trainable Parameter)
  * ```
+ *
+ * The wrapped layer is a `Linear` (weight `[out, in]`) or a GPT-2 `Conv1D` (weight stored `[in, out]`, PEFT's
+ * `fan_in_fan_out`). Positions given to and returned by the layer (masks, `shira_indices`) always address the
+ * `[out, in]` matrix, row-major (`row * in + col`); internally they are kept as flat indices into the *stored*
+ * weight (`col * out + row` for Conv1D, sorted ascending, values permuted with them), so scatter, gather and
+ * switching never need to know the layout, and the CSR is by stored row (Conv1D: by input index, with the output
+ * index as column).
  *
  * Forward, unfused: `y = x·Wᵀ + b + Σ_active scale_a · x·S_aᵀ` (dense gemm + sparse CSR kernel, no copy of W).
  * Fused (merge / switchTo / fuse): the live weight holds `W + Σ coef_a · S_a`; before an adapter's positions are
@@ -19,7 +28,7 @@
  * (`f32_switch_merge`, see `assembly/switch.ts`) with the same result as restoring and fusing again.
  */
 import { ShapeError, StateError } from "../errors.js";
-import { Linear } from "../nn/linear.js";
+import { isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
 import { Module } from "../nn/module.js";
 import { defaultRng } from "../nn/random.js";
 import { Parameter, Tensor, assertLive } from "../nn/tensor.js";
@@ -35,42 +44,118 @@ function savedBuffer(n: number): F32Buffer {
 export class ShiraAdapterWeights {
   readonly r: number;
   readonly nnz: number;
+  /** Flat positions in the stored weight, ascending (see the file comment). */
   readonly indices: I32Buffer;
+  /** CSR row pointers by stored row. */
   readonly rowPtr: I32Buffer;
+  /** Stored column of each value. */
   readonly cols: I32Buffer;
-  /** PEFT's `shira_weight[adapter]`. */
+  /** PEFT's `shira_weight[adapter]`, in the order of {@link indices} (see {@link peftValues} for PEFT's order). */
   readonly weight: Parameter;
   /** PEFT's `scaling[adapter]` (default 1.0). */
   scaling = 1;
   /** Base values gathered at `indices` while fused (null when not fused). @internal */
   saved: F32Buffer | null = null;
+  readonly outFeatures: number;
+  readonly inFeatures: number;
+  /** The stored weight is `[in, out]` (Conv1D). */
+  readonly fanInFanOut: boolean;
 
-  /** @internal `flat` must be sorted ascending, unique and in range (checked by the caller). */
-  constructor(r: number, flat: Int32Array, values: ArrayLike<number>, outFeatures: number, inFeatures: number) {
+  /**
+   * @internal `flat`: positions in the stored weight (see {@link ShiraLinear.addAdapter} for the conversion from
+   * PEFT's `[out, in]` positions), sorted ascending, unique and in range (checked by the caller); `values` in the
+   * same order.
+   */
+  constructor(r: number, flat: Int32Array, values: ArrayLike<number>, outFeatures: number, inFeatures: number, fanInFanOut = false) {
     const rt = runtime();
     const nnz = flat.length;
     this.r = r;
     this.nnz = nnz;
-    const rowPtr = new Int32Array(outFeatures + 1);
+    this.outFeatures = outFeatures;
+    this.inFeatures = inFeatures;
+    this.fanInFanOut = fanInFanOut;
+    const storedRows = fanInFanOut ? inFeatures : outFeatures;
+    const storedCols = fanInFanOut ? outFeatures : inFeatures;
+    const rowPtr = new Int32Array(storedRows + 1);
     const cols = new Int32Array(nnz);
     for (let j = 0; j < nnz; j++) {
-      const row = Math.floor(flat[j] / inFeatures);
-      cols[j] = flat[j] - row * inFeatures;
+      const row = Math.floor(flat[j] / storedCols);
+      cols[j] = flat[j] - row * storedCols;
       rowPtr[row + 1]++;
     }
-    for (let i = 0; i < outFeatures; i++) rowPtr[i + 1] += rowPtr[i];
+    for (let i = 0; i < storedRows; i++) rowPtr[i + 1] += rowPtr[i];
     this.indices = rt.allocI32(flat);
     this.rowPtr = rt.allocI32(rowPtr);
     this.cols = rt.allocI32(cols);
     this.weight = Parameter.from(values, [nnz]);
   }
 
-  /** PEFT's `shira_indices[adapter]`: `[2, nnz]` rows then columns (a copy). */
-  rowsCols(inFeatures: number): { rows: Int32Array; cols: Int32Array } {
+  /**
+   * PEFT positions (`row * in + col` of the `[out, in]` matrix, sorted ascending) and their values -> the stored
+   * form: for a `[in, out]` (fan_in_fan_out) weight each position becomes `col * out + row`, sorted ascending with
+   * the values permuted alike. Identity for `[out, in]` weights.
+   */
+  static toStored(flat: Int32Array, values: Float32Array, outFeatures: number, inFeatures: number, fanInFanOut: boolean): { flat: Int32Array; values: Float32Array } {
+    if (!fanInFanOut) return { flat, values };
+    const n = flat.length;
+    const stored = new Int32Array(n);
+    for (let j = 0; j < n; j++) {
+      const row = Math.floor(flat[j] / inFeatures);
+      stored[j] = (flat[j] - row * inFeatures) * outFeatures + row;
+    }
+    const order = Int32Array.from({ length: n }, (_, j) => j).sort((a, b) => stored[a] - stored[b]);
+    return { flat: Int32Array.from(order, (j) => stored[j]), values: Float32Array.from(order, (j) => values[j]) };
+  }
+
+  /** The `[out, in]` position (row = output index, col = input index) of stored entry `j`. */
+  position(j: number): [number, number] {
+    const p = this.indices.view[j];
+    if (this.fanInFanOut) {
+      const col = Math.floor(p / this.outFeatures);
+      return [p - col * this.outFeatures, col];
+    }
+    const row = Math.floor(p / this.inFeatures);
+    return [row, p - row * this.inFeatures];
+  }
+
+  /**
+   * For each entry in PEFT's order (row-major over `[out, in]`), its index in the stored order; null when the two
+   * orders agree (`[out, in]` weights).
+   */
+  peftOrder(): Int32Array | null {
+    if (!this.fanInFanOut) return null;
     const flat = this.indices.view;
+    const out = this.outFeatures;
+    const inn = this.inFeatures;
+    const key = new Int32Array(this.nnz);
+    for (let j = 0; j < this.nnz; j++) {
+      const col = Math.floor(flat[j] / out);
+      key[j] = (flat[j] - col * out) * inn + col;
+    }
+    return Int32Array.from({ length: this.nnz }, (_, j) => j).sort((a, b) => key[a] - key[b]);
+  }
+
+  /**
+   * PEFT's `shira_indices[adapter]`: `[2, nnz]` rows (output index) then columns (input index), sorted row-major
+   * as PEFT writes them (a copy). The argument is ignored (kept for compatibility).
+   */
+  rowsCols(_inFeatures?: number): { rows: Int32Array; cols: Int32Array } {
+    const order = this.peftOrder();
     const rows = new Int32Array(this.nnz);
-    for (let j = 0; j < this.nnz; j++) rows[j] = Math.floor(flat[j] / inFeatures);
-    return { rows, cols: this.cols.toArray() };
+    const cols = new Int32Array(this.nnz);
+    for (let i = 0; i < this.nnz; i++) {
+      const [r, c] = this.position(order ? order[i] : i);
+      rows[i] = r;
+      cols[i] = c;
+    }
+    return { rows, cols };
+  }
+
+  /** The values in PEFT's order (that of {@link rowsCols}): what `shira_weight` holds in a file (a copy). */
+  peftValues(): Float32Array {
+    const v = this.weight.toArray();
+    const order = this.peftOrder();
+    return order ? Float32Array.from(order, (j) => v[j]) : v;
   }
 
   free(): void {
@@ -98,9 +183,11 @@ export interface FusedEntry {
 
 export class ShiraLinear extends Module {
   /** The wrapped layer (PEFT's `base_layer`); its weight is the live (possibly fused) weight. */
-  readonly baseLayer: Linear;
+  readonly baseLayer: DenseLayer;
   readonly inFeatures: number;
   readonly outFeatures: number;
+  /** The base weight is stored `[in, out]` (a GPT-2 `Conv1D`; PEFT's `fan_in_fan_out`). */
+  readonly fanInFanOut: boolean;
   /** Adapters on this layer by name (PEFT's `shira_weight` / `shira_indices` dicts). */
   readonly adapters = new Map<string, ShiraAdapterWeights>();
   /** Adapters applied by the unfused forward, in order (set by the model). */
@@ -111,28 +198,63 @@ export class ShiraLinear extends Module {
   #input: Tensor | null = null;
   // PEFT's `shira_weight` ParameterDict: parameters named `<module>.shira_weight.<adapter>`
   #shiraWeight = new ParameterDict();
+  /** Scratch of the sparse forward kernel for {@link forwardInto}, kept between calls (grown, never per call). */
+  #scratch: F32Buffer | null = null;
 
-  constructor(baseLayer: Linear) {
+  constructor(baseLayer: DenseLayer) {
     super();
     this.baseLayer = this.registerModule("base_layer", baseLayer);
     this.registerModule("shira_weight", this.#shiraWeight);
     this.inFeatures = baseLayer.inFeatures;
     this.outFeatures = baseLayer.outFeatures;
+    this.fanInFanOut = isFanInFanOut(baseLayer);
   }
 
-  /** Adds an adapter with the given sorted positions; values default to zeros (or `initWeights: false`: N(0,1)). */
+  /**
+   * Adds an adapter. `flat`: PEFT's positions, `row * in + col` of the `[out, in]` matrix, sorted ascending (what
+   * the mask functions and the file reader produce), with `values` in the same order; values default to zeros (or
+   * `initWeights: false`: N(0,1)). On a Conv1D the positions are converted to the stored `[in, out]` weight
+   * (`col * out + row`), sorted, and the values permuted with them.
+   */
   addAdapter(name: string, r: number, flat: Int32Array, values?: ArrayLike<number>, initWeights = true): ShiraAdapterWeights {
     if (this.adapters.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists on this layer`);
-    let v = values;
-    if (!v) {
-      const init = new Float32Array(flat.length);
-      if (!initWeights) for (let i = 0; i < init.length; i++) init[i] = defaultRng.normal();
-      v = init;
+    let v: Float32Array;
+    if (values) v = values instanceof Float32Array ? values : Float32Array.from(values);
+    else {
+      v = new Float32Array(flat.length);
+      if (!initWeights) for (let i = 0; i < v.length; i++) v[i] = defaultRng.normal();
     }
-    const a = new ShiraAdapterWeights(r, flat, v, this.outFeatures, this.inFeatures);
+    const stored = ShiraAdapterWeights.toStored(flat, v, this.outFeatures, this.inFeatures, this.fanInFanOut);
+    const a = new ShiraAdapterWeights(r, stored.flat, stored.values, this.outFeatures, this.inFeatures, this.fanInFanOut);
     this.adapters.set(name, a);
     this.#shiraWeight.registerParameter(name, a.weight);
     return a;
+  }
+
+  /** The `[out, in]` position (row = output index, col = input index) of flat index `p` of the stored weight. */
+  positionOf(p: number): [number, number] {
+    if (this.fanInFanOut) {
+      const col = Math.floor(p / this.outFeatures);
+      return [p - col * this.outFeatures, col];
+    }
+    const row = Math.floor(p / this.inFeatures);
+    return [row, p - row * this.inFeatures];
+  }
+
+  /** Frees the cached forward scratch (it is allocated again when needed). */
+  releaseScratch(): void {
+    this.#scratch?.free();
+    this.#scratch = null;
+  }
+
+  /** A cached scratch of at least `n` floats (0: none). */
+  #scratchOf(n: number): number {
+    if (n <= 0) return 0;
+    if (!this.#scratch || this.#scratch.length < n) {
+      this.releaseScratch();
+      this.#scratch = runtime().allocF32(n);
+    }
+    return this.#scratch.ptr;
   }
 
   /** Removes an adapter and frees its memory (restores the base first if it was fused; re-fuses the rest). */
@@ -147,6 +269,7 @@ export class ShiraLinear extends Module {
     this.#shiraWeight.removeParameter(name);
     a.free();
     this.adapters.delete(name);
+    this.releaseScratch();
     this.activeAdapters = this.activeAdapters.filter((n) => n !== name);
   }
 
@@ -294,7 +417,10 @@ export class ShiraLinear extends Module {
     this.fuse(entries);
   }
 
-  /** A copy of the base weight `[out, in]` without any fused adapter. */
+  /**
+   * A copy of the base weight without any fused adapter, in the stored layout: `[out, in]` for a Linear, `[in, out]`
+   * for a Conv1D (fan_in_fan_out).
+   */
   baseWeight(): Float32Array {
     const w = this.baseLayer.weight.toArray();
     // the first fused adapter to touch a position holds its base value: write in reverse so it wins
@@ -307,11 +433,16 @@ export class ShiraLinear extends Module {
     return w;
   }
 
-  /** PEFT's `get_delta_weight(adapter)`: dense `[out, in]` with `f32(v * scaling)` at the positions. */
+  /**
+   * PEFT's `get_delta_weight(adapter)`: a dense delta with `f32(v * scaling)` at the positions, in the layout of
+   * the stored weight, so that `weight + delta` is the merged weight: `[out, in]` for a Linear; `[in, out]` for a
+   * Conv1D (fan_in_fan_out), i.e. the transpose of the `[out, in]` delta, as PEFT's LoRA returns
+   * `transpose(delta, fan_in_fan_out)`.
+   */
   getDeltaWeight(name: string): Tensor {
     const a = this.adapters.get(name);
     if (!a) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" is not on this layer`);
-    const d = Tensor.zeros([this.outFeatures, this.inFeatures]);
+    const d = Tensor.zeros(this.fanInFanOut ? [this.inFeatures, this.outFeatures] : [this.outFeatures, this.inFeatures]);
     runtime().k.f32_scatter_add(d.ptr, a.indices.ptr, a.weight.ptr, Math.fround(a.scaling), a.nnz);
     return d;
   }
@@ -327,25 +458,52 @@ export class ShiraLinear extends Module {
     return out;
   }
 
+  /**
+   * Adds the unfused active adapters' sparse products to `y[B, out]`: Linear `f32_spmm_csr` (CSR by output row);
+   * Conv1D `f32_spmm_csr_t` (CSR by input row, scatter into the outputs; needs no scratch).
+   */
+  #sparseForward(xPtr: number, yPtr: number, B: number, extra: ShiraAdapterWeights[], scratchPtr: number): void {
+    const k = runtime().k;
+    for (const a of extra) {
+      const s = Math.fround(a.scaling);
+      if (this.fanInFanOut) k.f32_spmm_csr_t(xPtr, a.rowPtr.ptr, a.cols.ptr, a.weight.ptr, s, yPtr, B, this.inFeatures, this.outFeatures);
+      else k.f32_spmm_csr(xPtr, a.rowPtr.ptr, a.cols.ptr, a.weight.ptr, s, yPtr, B, this.inFeatures, this.outFeatures, scratchPtr);
+    }
+  }
+
+  /** Floats of scratch {@link #sparseForward} needs for `B` rows. */
+  #sparseScratch(B: number): number {
+    return this.fanInFanOut ? 0 : runtime().k.f32_spmm_csr_scratch(B, this.inFeatures, this.outFeatures);
+  }
+
+  /**
+   * `y[rows, out]` = the layer's output for `x[rows, in]` (byte offsets into wasm memory; `y` is overwritten): the
+   * live weight's dense product plus the unfused active adapters. Allocates nothing in steady state: the sparse
+   * kernel's scratch (Linear, rows > 1) is kept on the layer and grown only when a larger `rows` is seen.
+   */
+  forwardInto(xPtr: number, yPtr: number, rows: number): void {
+    if (rows <= 0) return;
+    this.baseLayer.forwardInto(xPtr, yPtr, rows);
+    const extra = this.#unfusedActive();
+    if (extra.length) this.#sparseForward(xPtr, yPtr, rows, extra, this.#scratchOf(this.#sparseScratch(rows)));
+  }
+
   forward(x: Tensor): Tensor {
     assertLive(x, "ShiraLinear.forward");
-    const base = this.baseLayer;
     if (x.ndim < 1 || x.dim(-1) !== this.inFeatures) {
       throw new ShapeError("SHAPE_MISMATCH", `ShiraLinear.forward: input [${x.shape.join(", ")}] does not end in in_features = ${this.inFeatures}`);
     }
     const B = x.size / this.inFeatures;
     const rt = runtime();
-    const k = rt.k;
-    const y = Tensor.zeros([...x.shape.slice(0, -1), this.outFeatures]);
-    k.f32_gemm_nt(x.ptr, base.weight.ptr, base.bias ? base.bias.ptr : 0, y.ptr, B, this.inFeatures, this.outFeatures, 0);
+    const y = Tensor.empty([...x.shape.slice(0, -1), this.outFeatures]);
+    if (B > 0) this.baseLayer.forwardInto(x.ptr, y.ptr, B);
     const extra = this.#unfusedActive();
-    if (extra.length) {
-      const need = k.f32_spmm_csr_scratch(B, this.inFeatures, this.outFeatures);
+    if (extra.length && B > 0) {
+      // a temporary scratch here (training batches would otherwise keep a large buffer per layer alive)
+      const need = this.#sparseScratch(B);
       const scratch = need > 0 ? rt.allocF32(need) : null;
       try {
-        for (const a of extra) {
-          k.f32_spmm_csr(x.ptr, a.rowPtr.ptr, a.cols.ptr, a.weight.ptr, Math.fround(a.scaling), y.ptr, B, this.inFeatures, this.outFeatures, scratch ? scratch.ptr : 0);
-        }
+        this.#sparseForward(x.ptr, y.ptr, B, extra, scratch ? scratch.ptr : 0);
       } finally {
         scratch?.free();
       }
@@ -357,7 +515,8 @@ export class ShiraLinear extends Module {
   /**
    * Backward: dL/dx through the live weight (plus the unfused sparse deltas), value gradients of trainable
    * adapters by the masked matmul (O(B·nnz), never a dense [out, in] gradient), and the base layer's own
-   * gradients only if its parameters are trainable.
+   * gradients only if its parameters are trainable. On a Conv1D (CSR by input row) the masked matmul runs with the
+   * roles of x and gy swapped, and the weight gradient is `xᵀ·gy` (`[in, out]`).
    */
   override backward(gy: Tensor): Tensor {
     const x = this.#input;
@@ -365,6 +524,7 @@ export class ShiraLinear extends Module {
     const B = x.size / this.inFeatures;
     const N = this.outFeatures;
     const K = this.inFeatures;
+    const t = this.fanInFanOut;
     const rt = runtime();
     const k = rt.k;
     const base = this.baseLayer;
@@ -375,36 +535,40 @@ export class ShiraLinear extends Module {
     // value gradients first (masked matmul), so its scratch is freed before dL/dx is allocated (lower peak memory)
     const trainable = withCoef.filter(([a]) => a.weight.requiresGrad);
     if (trainable.length) {
-      const need = k.f32_sddmm_csr_scratch(B, K, N);
+      const need = k.f32_sddmm_csr_scratch(B, K, N); // (K + N) * Bp: the same either way round
       const scratch = need > 0 ? rt.allocF32(need) : null;
       try {
         for (const [a, coef] of trainable) {
-          k.f32_sddmm_csr(gy.ptr, x.ptr, a.rowPtr.ptr, a.cols.ptr, a.weight.ensureGrad().ptr, coef, B, K, N, 1, scratch ? scratch.ptr : 0);
+          const g = a.weight.ensureGrad().ptr;
+          const sp = scratch ? scratch.ptr : 0;
+          // g[j] = coef * Σ_b gy[b, out_j] x[b, in_j]; Conv1D: CSR rows are inputs, columns outputs
+          if (t) k.f32_sddmm_csr(x.ptr, gy.ptr, a.rowPtr.ptr, a.cols.ptr, g, coef, B, N, K, 1, sp);
+          else k.f32_sddmm_csr(gy.ptr, x.ptr, a.rowPtr.ptr, a.cols.ptr, g, coef, B, K, N, 1, sp);
         }
       } finally {
         scratch?.free();
       }
     }
-    if (base.weight.requiresGrad) k.f32_gemm_tn(gy.ptr, x.ptr, base.weight.ensureGrad().ptr, B, N, K, 1);
+    if (base.weight.requiresGrad) {
+      if (t) k.f32_gemm_tn(x.ptr, gy.ptr, base.weight.ensureGrad().ptr, B, K, N, 1);
+      else k.f32_gemm_tn(gy.ptr, x.ptr, base.weight.ensureGrad().ptr, B, N, K, 1);
+    }
     if (base.bias && base.bias.requiresGrad) k.f32_bias_grad(gy.ptr, base.bias.ensureGrad().ptr, B, N, 1);
     // dL/dx through the live weight (which holds the fused adapters, if any)
     const gx = Tensor.zeros(x.shape);
-    k.f32_gemm_nn(gy.ptr, base.weight.ptr, gx.ptr, B, N, K, 0);
-    // plus the sparse part of unfused adapters: gx[b, col_j] += coef * v_j * gy[b, row_j]
+    if (t) k.f32_gemm_nt(gy.ptr, base.weight.ptr, 0, gx.ptr, B, N, K, 0);
+    else k.f32_gemm_nn(gy.ptr, base.weight.ptr, gx.ptr, B, N, K, 0);
+    // plus the sparse part of unfused adapters: gx[b, in_j] += coef * v_j * gy[b, out_j]
     if (unfused.length) {
-      const g = gx.data;
-      const gyd = gy.data;
-      for (const [a, coef] of withCoef) {
-        const rp = a.rowPtr.view;
-        const cols = a.cols.view;
-        const v = a.weight.data;
-        for (let n = 0; n < N; n++) {
-          for (let j = rp[n]; j < rp[n + 1]; j++) {
-            const s = coef * v[j];
-            const c = cols[j];
-            for (let b = 0; b < B; b++) g[b * K + c] += s * gyd[b * N + n];
-          }
+      const need = t ? k.f32_spmm_csr_scratch(B, N, K) : 0;
+      const scratch = need > 0 ? rt.allocF32(need) : null;
+      try {
+        for (const [a, coef] of withCoef) {
+          if (t) k.f32_spmm_csr(gy.ptr, a.rowPtr.ptr, a.cols.ptr, a.weight.ptr, coef, gx.ptr, B, N, K, scratch ? scratch.ptr : 0);
+          else k.f32_spmm_csr_t(gy.ptr, a.rowPtr.ptr, a.cols.ptr, a.weight.ptr, coef, gx.ptr, B, N, K);
         }
+      } finally {
+        scratch?.free();
       }
     }
     return gx;
@@ -419,7 +583,21 @@ export class ShiraLinear extends Module {
     return [...this.adapters.keys()];
   }
 
+  /** Frees the parameters, the adapters' position buffers and the cached scratch. */
+  override free(): void {
+    this.releaseScratch();
+    for (const a of this.adapters.values()) {
+      a.indices.free();
+      a.rowPtr.free();
+      a.cols.free();
+      a.saved?.free();
+      a.saved = null;
+    }
+    super.free();
+  }
+
   override toString(): string {
-    return `shira.Linear(in_features=${this.inFeatures}, out_features=${this.outFeatures}, adapters=[${this.adapterNames().join(", ")}])`;
+    const f = this.fanInFanOut ? ", fan_in_fan_out=True" : "";
+    return `shira.Linear(in_features=${this.inFeatures}, out_features=${this.outFeatures}${f}, adapters=[${this.adapterNames().join(", ")}])`;
   }
 }

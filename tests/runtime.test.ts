@@ -51,3 +51,24 @@ test("runtime: memory does not grow across 10,000 alloc/free cycles of the same 
   assert.equal(rt.liveBlocks, 0);
   assert.equal(rt.liveBytes, 0);
 });
+
+test("runtime: blocks of 512 MiB to 1 GiB are reused safely (AssemblyScript's TLSF last size class)", () => {
+  // a fresh module: free 512 MiB, then ask for 519 MiB (the same TLSF bucket): the allocator must not hand back the
+  // smaller free block; a sentinel buffer allocated before must keep its contents through writes to the new block
+  const rt = createRuntime({ variant: "simd" });
+  const sentinel = rt.allocF32(1024).set(Float32Array.from({ length: 1024 }, (_, i) => i));
+  const a = rt.allocF32(128 * 2 ** 20);
+  a.free();
+  const n = 136_134_656; // 519.3 MiB of f32 (a Qwen2 embedding table)
+  const b = rt.allocF32(n);
+  const after = rt.allocF32(1024).set(new Float32Array(1024).fill(7));
+  b.view[n - 1] = 3;
+  b.view[0] = 5;
+  assert.ok(b.ptr + n * 4 <= after.ptr || after.ptr + 4096 <= b.ptr, "blocks do not overlap");
+  assert.ok(b.ptr + n * 4 <= rt.memoryBytes);
+  assert.deepEqual(sentinel.toArray(), Float32Array.from({ length: 1024 }, (_, i) => i));
+  assert.ok(after.toArray().every((v) => v === 7));
+  b.free();
+  after.free();
+  sentinel.free();
+});

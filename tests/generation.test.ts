@@ -248,3 +248,16 @@ describe("shira generate and shira inspect on a checkpoint folder", () => {
     assert.match(text.out, /LlamaForCausalLM \(model_type llama\)/);
   });
 });
+
+describe("sampling on a large vocabulary", () => {
+  it("top-k by a heap keeps exactly the k largest (a 151,936-entry row against a full sort)", () => {
+    const rng = new Rng(3);
+    const V = 151936;
+    const x = Float32Array.from({ length: V }, () => rng.normal());
+    const y = x.slice();
+    topK(y, 50);
+    const kth = Float32Array.from(x).sort()[V - 50];
+    for (let i = 0; i < V; i++) assert.equal(y[i], x[i] >= kth ? x[i] : -Infinity);
+    assert.equal(y.filter((v) => v !== -Infinity).length, 50);
+  });
+});

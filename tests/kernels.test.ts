@@ -8,10 +8,9 @@
 //
 // The plain-SIMD build always runs; the relaxed-SIMD build (fused multiply-adds) runs too when this Node
 // validates it, otherwise in a child `node --experimental-wasm-relaxed-simd` (skipped if that Node lacks it).
+import { forEachVariant } from "./helpers/variants.js";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { createRuntime, type Runtime, type WasmVariant } from "../src/runtime/runtime.js";
 
 const U = 2 ** -24;
@@ -549,34 +548,4 @@ function suite(variant: WasmVariant): void {
 
 // ------------------------------------------------------------------------------------------------ which builds
 
-const only = process.env.SHIRA_KERNELS_VARIANT as WasmVariant | undefined;
-if (only) {
-  suite(only);
-} else {
-  suite("simd");
-  let relaxedHere = false;
-  try {
-    createRuntime({ variant: "relaxed-simd" });
-    relaxedHere = true;
-  } catch {
-    relaxedHere = false;
-  }
-  if (relaxedHere) suite("relaxed-simd");
-  else {
-    test("kernels (relaxed-simd build): in a child node --experimental-wasm-relaxed-simd", (t) => {
-      const file = fileURLToPath(import.meta.url);
-      const env: NodeJS.ProcessEnv = { ...process.env, SHIRA_KERNELS_VARIANT: "relaxed-simd" };
-      delete env.NODE_TEST_CONTEXT; // else the child's node:test thinks it runs under this runner and reports nothing
-      const r = spawnSync(process.execPath, ["--experimental-wasm-relaxed-simd", "--import", "tsx", file], { env, encoding: "utf8", timeout: 120_000 });
-      if (r.status !== 0 && /bad option|unknown flag/i.test(r.stderr ?? "")) {
-        t.skip("this Node has no --experimental-wasm-relaxed-simd");
-        return;
-      }
-      const out = r.stdout ?? "";
-      const failures = out.split("\n").filter((l) => /^\s*not ok|error:/.test(l));
-      assert.equal(r.status, 0, `relaxed-simd suite failed:\n${failures.slice(0, 30).join("\n")}\n${(r.stderr ?? "").slice(0, 2000)}`);
-      const passed = /# pass (\d+)/.exec(out);
-      assert.ok(passed && Number(passed[1]) >= 10, `the relaxed-simd suite ran (${passed?.[1] ?? 0} tests passed)`);
-    });
-  }
-}
+forEachVariant("kernels", import.meta.url, suite, { minPassed: 10, timeoutMs: 120000 });

@@ -12,6 +12,9 @@ import {
   runtime,
   ShapeError,
   ConfigError,
+  ShiraConfig,
+  Tensor,
+  getPeftModel,
   type DecoderModel,
 } from "../src/node.js";
 import { LOGITS_ATOL, TRANSFORMERS, TRANSFORMERS_EXTRA, maxAbsDiff, readExpected, type Expected } from "./helpers/transformers.js";
@@ -34,6 +37,37 @@ function withoutPrefix(dir: string, prefix: string): Record<string, Uint8Array> 
     "config.json": readFileSync(join(dir, "config.json")),
     "model.safetensors": writeSafetensors(tensors, { format: "pt" }),
   };
+}
+
+/** Prefill 12 tokens, then 20 single steps through a KV cache: every step against transformers' incremental logits. */
+function checkIncremental(model: DecoderModel, exp: Expected): void {
+  const ids = exp.ids("generated_ids")[0];
+  const want = exp.f32("incremental_logits").data;
+  const V = model.config.vocabSize;
+  const cache = model.createCache({ batchSize: 1, maxLength: 32 });
+  try {
+    assert.ok(maxAbsDiff(logitsOf(model, [ids.slice(0, 12)], { pastKeyValues: cache }), want, 0, 0, 12 * V) <= LOGITS_ATOL, "prefill");
+    for (let t = 12; t < 32; t++) {
+      const d = maxAbsDiff(logitsOf(model, [[ids[t]]], { pastKeyValues: cache }), want, 0, t * V, V);
+      assert.ok(d <= LOGITS_ATOL, `step ${t}: max |diff| ${d}`);
+    }
+    assert.equal(cache.length, 32);
+  } finally {
+    cache.dispose();
+  }
+}
+
+/** Largest logit difference at the real (mask 1) positions of the `[2, 12]` padded batch. */
+function paddedDiff(model: DecoderModel, exp: Expected, explicitPositions: boolean): number {
+  const ids = exp.ids("pad.input_ids");
+  const mask = exp.ids("pad.attention_mask");
+  const opts = explicitPositions && exp.has("pad.position_ids") ? { attentionMask: mask, positionIds: exp.ids("pad.position_ids") } : { attentionMask: mask };
+  const got = logitsOf(model, ids, opts);
+  const want = exp.f32("pad.logits").data;
+  const V = model.config.vocabSize;
+  let d = 0;
+  for (let b = 0; b < 2; b++) for (let t = 0; t < 12; t++) if (mask[b][t]) d = Math.max(d, maxAbsDiff(got, want, (b * 12 + t) * V, (b * 12 + t) * V, V));
+  return d;
 }
 
 for (const fam of FAMILIES) {
@@ -75,24 +109,7 @@ for (const fam of FAMILIES) {
       assert.ok(d <= LOGITS_ATOL, `max |diff| ${d}`);
     });
 
-    it("incremental decoding through the KV cache equals transformers' incremental logits", () => {
-      const ids = exp.ids("generated_ids")[0];
-      const want = exp.f32("incremental_logits").data;
-      const V = model.config.vocabSize;
-      const cache = model.createCache({ batchSize: 1, maxLength: 32 });
-      try {
-        const pre = logitsOf(model, [ids.slice(0, 12)], { pastKeyValues: cache });
-        assert.ok(maxAbsDiff(pre, want, 0, 0, 12 * V) <= LOGITS_ATOL);
-        for (let t = 12; t < 32; t++) {
-          const step = logitsOf(model, [[ids[t]]], { pastKeyValues: cache });
-          const d = maxAbsDiff(step, want, 0, t * V, V);
-          assert.ok(d <= LOGITS_ATOL, `step ${t}: max |diff| ${d}`);
-        }
-        assert.equal(cache.length, 32);
-      } finally {
-        cache.dispose();
-      }
-    });
+    it("incremental decoding through the KV cache equals transformers' incremental logits", () => checkIncremental(model, exp));
 
     it("greedy generation reproduces transformers' 20 tokens exactly", async () => {
       const r = await model.generate(prompt(), { maxNewTokens: 20 });
@@ -101,21 +118,12 @@ for (const fam of FAMILIES) {
     });
 
     it("left-padded batches: real positions match, and batched greedy generation matches", async () => {
-      const ids = exp.ids("pad.input_ids");
-      const mask = exp.ids("pad.attention_mask");
-      const opts = exp.has("pad.position_ids") ? { attentionMask: mask, positionIds: exp.ids("pad.position_ids") } : { attentionMask: mask };
-      const got = logitsOf(model, ids, opts);
-      const want = exp.f32("pad.logits").data;
-      const V = model.config.vocabSize;
-      let d = 0;
-      for (let b = 0; b < 2; b++) for (let t = 0; t < 12; t++) if (mask[b][t]) d = Math.max(d, maxAbsDiff(got, want, (b * 12 + t) * V, (b * 12 + t) * V, V));
+      const d = paddedDiff(model, exp, true);
       assert.ok(d <= LOGITS_ATOL, `max |diff| at real positions ${d}`);
       // without explicit positions the generation rule (cumsum(mask) - 1) gives the same logits
-      const implicit = logitsOf(model, ids, { attentionMask: mask });
-      let d2 = 0;
-      for (let b = 0; b < 2; b++) for (let t = 0; t < 12; t++) if (mask[b][t]) d2 = Math.max(d2, maxAbsDiff(implicit, want, (b * 12 + t) * V, (b * 12 + t) * V, V));
+      const d2 = paddedDiff(model, exp, false);
       assert.ok(d2 <= LOGITS_ATOL, `implicit positions: ${d2}`);
-      const r = await model.generate(ids, { attentionMask: mask, maxNewTokens: 20 });
+      const r = await model.generate(exp.ids("pad.input_ids"), { attentionMask: exp.ids("pad.attention_mask"), maxNewTokens: 20 });
       assert.deepEqual(r.sequences, exp.ids("pad.generated_ids"));
     });
 
@@ -308,33 +316,17 @@ for (const name of EXTRA) {
     });
 
     it("incremental decoding equals transformers' incremental logits, and greedy tokens match", async () => {
-      const ids = exp.ids("generated_ids")[0];
-      const want = exp.f32("incremental_logits").data;
-      const V = model.config.vocabSize;
-      const cache = model.createCache({ batchSize: 1, maxLength: 32 });
-      try {
-        assert.ok(maxAbsDiff(logitsOf(model, [ids.slice(0, 12)], { pastKeyValues: cache }), want, 0, 0, 12 * V) <= LOGITS_ATOL);
-        for (let t = 12; t < 32; t++) {
-          const d = maxAbsDiff(logitsOf(model, [[ids[t]]], { pastKeyValues: cache }), want, 0, t * V, V);
-          assert.ok(d <= LOGITS_ATOL, `step ${t}: ${d}`);
-        }
-      } finally {
-        cache.dispose();
-      }
+      checkIncremental(model, exp);
       assert.deepEqual((await model.generate(exp.ids("input_ids"), { maxNewTokens: 20 })).sequences, exp.ids("generated_ids"));
     });
 
     it("left-padded batch: logits at real positions and batched greedy tokens match", async () => {
-      const ids = exp.ids("pad.input_ids");
-      const mask = exp.ids("pad.attention_mask");
-      const opts = exp.has("pad.position_ids") ? { attentionMask: mask, positionIds: exp.ids("pad.position_ids") } : { attentionMask: mask };
-      const got = logitsOf(model, ids, opts);
-      const want = exp.f32("pad.logits").data;
-      const V = model.config.vocabSize;
-      let d = 0;
-      for (let b = 0; b < 2; b++) for (let t = 0; t < 12; t++) if (mask[b][t]) d = Math.max(d, maxAbsDiff(got, want, (b * 12 + t) * V, (b * 12 + t) * V, V));
+      const d = paddedDiff(model, exp, true);
       assert.ok(d <= LOGITS_ATOL, `max |diff| ${d}`);
-      if (exp.has("pad.generated_ids")) assert.deepEqual((await model.generate(ids, { attentionMask: mask, maxNewTokens: 20 })).sequences, exp.ids("pad.generated_ids"));
+      if (exp.has("pad.generated_ids")) {
+        const r = await model.generate(exp.ids("pad.input_ids"), { attentionMask: exp.ids("pad.attention_mask"), maxNewTokens: 20 });
+        assert.deepEqual(r.sequences, exp.ids("pad.generated_ids"));
+      }
     });
 
     if (name === "mistral") {
@@ -366,3 +358,44 @@ for (const name of EXTRA) {
     }
   });
 }
+
+describe("getPeftModel on a language model", () => {
+  it("new adapters on a Llama checkpoint draw PEFT's masks (the fixture adapter's positions from its seed), default targets included", async () => {
+    const dir = join(TRANSFORMERS, "llama");
+    const lm = await AutoModelForCausalLM.fromPretrained(join(dir, "model"));
+    try {
+      // no targetModules: PEFT's default for llama (q_proj, v_proj)
+      const peft = getPeftModel(lm, new ShiraConfig({ r: 4, randomSeed: 59 }), "fresh");
+      assert.deepEqual([...(peft.peftConfig.get("fresh")!.targetModules as string[])].sort(), ["q_proj", "v_proj"]);
+      const files = peft.saveAdapter("fresh");
+      const mine = readSafetensors(files["adapter_model.safetensors"]);
+      const ref = readSafetensors(readFileSync(join(dir, "shira", "adapter_model.safetensors")));
+      assert.deepEqual(mine.names().sort(), ref.names().sort());
+      for (const n of ref.names()) if (n.endsWith("shira_indices")) assert.deepEqual(mine.i32(n), ref.i32(n), n);
+      // values start at zero (init_weights true): the adapter does not change the logits
+      const t0 = peft.forward(Tensor.from([5, 17, 123], [1, 3]));
+      const t1 = peft.withAdaptersDisabled(() => peft.forward(Tensor.from([5, 17, 123], [1, 3])));
+      assert.deepEqual(t0.toArray(), t1.toArray());
+      t0.free();
+      t1.free();
+      peft.unload();
+    } finally {
+      lm.dispose();
+    }
+  });
+});
+
+describe("decoder fixtures are intact", () => {
+  for (const folder of ["transformers", "transformers-extra", "peft-real"]) {
+    it(`tests/fixtures/${folder} matches its SHA256SUMS`, async () => {
+      const { createHash } = await import("node:crypto");
+      const root = join(TRANSFORMERS, "..", folder);
+      const lines = readFileSync(join(root, "SHA256SUMS"), "utf8").trim().split("\n");
+      assert.ok(lines.length >= 8);
+      for (const line of lines) {
+        const [hash, path] = line.split(/\s+\*?/);
+        assert.equal(createHash("sha256").update(readFileSync(join(root, path))).digest("hex"), hash, path);
+      }
+    });
+  }
+});

@@ -319,6 +319,14 @@ export class DecoderModel extends Module {
     }
   }
 
+  /**
+   * PEFT's default `target_modules` for this model type (`TRANSFORMERS_MODELS_TO_SHIRA_TARGET_MODULES_MAPPING`), used
+   * by `getPeftModel` when the config names none: `q_proj`/`v_proj`, GPT-2's `c_attn`.
+   */
+  get defaultTargetModules(): string[] {
+    return [...this.family.defaultTargets];
+  }
+
   /** Module paths (HF names) of a layer's roles, e.g. `model.layers.3.self_attn.q_proj`. */
   modulePath(role: LayerRole, layer: number): string {
     const path = this.family.layer.find(([r]) => r === role)?.[1];

@@ -58,9 +58,48 @@ export function temperature(logits: Float32Array, t: number): void {
 /** `TopKLogitsWarper`: everything below the k-th largest logit becomes -Infinity (ties with it are kept). */
 export function topK(logits: Float32Array, k: number): void {
   if (k <= 0 || k >= logits.length) return;
-  const sorted = Float32Array.from(logits).sort();
-  const kth = sorted[sorted.length - k];
+  const kth = kthLargest(logits, k);
   for (let i = 0; i < logits.length; i++) if (logits[i] < kth) logits[i] = -Infinity;
+}
+
+/** The k-th largest value: a size-k min-heap, O(V log k) (a vocabulary of 151,936 with k = 50 in about a millisecond). */
+function kthLargest(x: Float32Array, k: number): number {
+  if (k > x.length >> 3) return Float32Array.from(x).sort()[x.length - k];
+  const heap = new Float32Array(k);
+  let n = 0;
+  const down = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < n && heap[l] < heap[m]) m = l;
+      if (r < n && heap[r] < heap[m]) m = r;
+      if (m === i) return;
+      const t = heap[i];
+      heap[i] = heap[m];
+      heap[m] = t;
+      i = m;
+    }
+  };
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    if (n < k) {
+      let j = n++;
+      heap[j] = v;
+      while (j > 0) {
+        const p = (j - 1) >> 1;
+        if (heap[p] <= heap[j]) break;
+        const t = heap[p];
+        heap[p] = heap[j];
+        heap[j] = t;
+        j = p;
+      }
+    } else if (v > heap[0]) {
+      heap[0] = v;
+      down(0);
+    }
+  }
+  return heap[0];
 }
 
 function softmaxInto(logits: Float32Array, out: Float64Array): void {

@@ -204,6 +204,9 @@ export class ShiraModel {
     }
     if (this.peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`, { adapter: name });
     if (!(config instanceof ShiraConfig)) throw new ConfigError("CONFIG_INVALID", "addAdapter: config must be a ShiraConfig");
+    // PEFT's `_prepare_adapter_config`: without target_modules, a transformers model's defaults for its model_type
+    const defaults = (this.model as { defaultTargetModules?: unknown }).defaultTargetModules;
+    if (config.targetModules === null && Array.isArray(defaults)) config.targetModules = [...(defaults as string[])];
     config.validate();
 
     // 1. targets (validate everything first)

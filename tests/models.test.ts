@@ -15,6 +15,10 @@ import {
   ShiraConfig,
   Tensor,
   getPeftModel,
+  f16ToF32,
+  f32ToF16,
+  bf16ToF32,
+  f32ToBf16,
   type DecoderModel,
 } from "../src/node.js";
 import { LOGITS_ATOL, TRANSFORMERS, TRANSFORMERS_EXTRA, maxAbsDiff, readExpected, type Expected } from "./helpers/transformers.js";
@@ -398,4 +402,134 @@ describe("decoder fixtures are intact", () => {
       }
     });
   }
+});
+
+/** The checkpoint's files in memory with every tensor stored as `dtype`, in `shards` files (with an index when > 1). */
+function convertedCheckpoint(dir: string, dtype: "F32" | "F16" | "BF16", shards: number): Record<string, Uint8Array> {
+  const file = readSafetensors(readFileSync(join(dir, "model.safetensors")));
+  const names = file.names().sort();
+  const out: Record<string, Uint8Array> = { "config.json": readFileSync(join(dir, "config.json")) };
+  const weightMap: Record<string, string> = {};
+  for (let s = 0; s < shards; s++) {
+    const part = names.filter((_, i) => i % shards === s);
+    const fname = shards === 1 ? "model.safetensors" : `model-${String(s + 1).padStart(5, "0")}-of-${String(shards).padStart(5, "0")}.safetensors`;
+    const tensors: Record<string, { dtype: "F32" | "F16" | "BF16"; shape: number[]; data: Float32Array }> = {};
+    for (const n of part) {
+      tensors[n] = { dtype, shape: [...file.entry(n).shape], data: file.f32(n) };
+      weightMap[n] = fname;
+    }
+    out[fname] = writeSafetensors(tensors, { format: "pt" });
+  }
+  if (shards > 1) out["model.safetensors.index.json"] = new TextEncoder().encode(JSON.stringify({ metadata: {}, weight_map: weightMap }));
+  return out;
+}
+
+describe("every family loads F16, BF16 and sharded checkpoints", () => {
+  for (const fam of FAMILIES) {
+    it(`${fam}: F16/BF16 copies load the exactly rounded weights, three shards load bit-identical logits`, async () => {
+      const dir = join(TRANSFORMERS, fam, "model");
+      const ref = await AutoModelForCausalLM.fromPretrained(dir);
+      try {
+        const ids = readExpected(join(TRANSFORMERS, fam)).ids("input_ids");
+        const sharded = await AutoModelForCausalLM.fromPretrained(convertedCheckpoint(dir, "F32", 3));
+        assert.deepEqual(logitsOf(sharded, ids), logitsOf(ref, ids));
+        sharded.dispose();
+        const round: Record<string, (x: number) => number> = { F16: (x) => f16ToF32(f32ToF16(x)), BF16: (x) => bf16ToF32(f32ToBf16(x)) };
+        for (const dt of ["F16", "BF16"] as const) {
+          const m = await AutoModelForCausalLM.fromPretrained(convertedCheckpoint(dir, dt, 1));
+          try {
+            const want = ref.stateDict();
+            for (const [k, t] of Object.entries(m.stateDict())) assert.deepEqual(t.toArray(), want[k].toArray().map(round[dt]), `${dt} ${k}`);
+            // and the model runs: logits stay close to the f32 model's (half-precision weights, f32 compute)
+            assert.ok(maxAbsDiff(logitsOf(m, ids), logitsOf(ref, ids)) < 0.5);
+          } finally {
+            m.dispose();
+          }
+        }
+      } finally {
+        ref.dispose();
+      }
+    });
+  }
+
+  it("loads from a URL (HTTP range reads of a sharded checkpoint) exactly as from the folder", async () => {
+    const { createServer } = await import("node:http");
+    const files = convertedCheckpoint(join(TRANSFORMERS, "qwen2", "model"), "F32", 2);
+    const ranges: string[] = [];
+    const server = createServer((req, res) => {
+      const name = decodeURIComponent((req.url ?? "/").replace(/^\/ckpt\//, ""));
+      const body = files[name];
+      if (!body) {
+        res.writeHead(404).end();
+        return;
+      }
+      const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? "");
+      if (m) {
+        ranges.push(name);
+        const a = Number(m[1]);
+        const b = Math.min(Number(m[2]), body.length - 1);
+        res.writeHead(206, { "Content-Range": `bytes ${a}-${b}/${body.length}`, "Content-Length": b - a + 1 }).end(Buffer.from(body.subarray(a, b + 1)));
+      } else res.writeHead(200, { "Content-Length": body.length }).end(Buffer.from(body));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const m = await AutoModelForCausalLM.fromPretrained(`http://127.0.0.1:${port}/ckpt/`);
+      const ref = await AutoModelForCausalLM.fromPretrained(join(TRANSFORMERS, "qwen2", "model"));
+      try {
+        const ids = readExpected(join(TRANSFORMERS, "qwen2")).ids("input_ids");
+        assert.deepEqual(logitsOf(m, ids), logitsOf(ref, ids));
+        assert.ok(ranges.filter((n) => n.endsWith(".safetensors")).length > 4, "tensors were read with range requests");
+      } finally {
+        m.dispose();
+        ref.dispose();
+      }
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe("decoder memory", () => {
+  it("the wasm heap does not grow across repeated load / generate / dispose cycles, with adapters loaded and unloaded", async () => {
+    const rt = runtime();
+    const dir = join(TRANSFORMERS, "llama");
+    const cycle = async () => {
+      const lm = await AutoModelForCausalLM.fromPretrained(join(dir, "model"));
+      const peft = await PeftModel.fromPretrained(lm, join(dir, "shira"));
+      await lm.generate([[5, 17, 123]], { maxNewTokens: 4 });
+      peft.merge();
+      await lm.generate([[5, 17, 123]], { maxNewTokens: 4 });
+      peft.unload();
+      lm.dispose();
+    };
+    const live0 = rt.liveBytes;
+    await cycle();
+    const mem = rt.memoryBytes;
+    for (let i = 0; i < 15; i++) await cycle();
+    assert.equal(rt.liveBytes, live0, "every block freed");
+    assert.equal(rt.memoryBytes, mem, "memory did not grow");
+  });
+
+  it("a decode step with an unfused SHiRA adapter allocates nothing", async () => {
+    const dir = join(TRANSFORMERS, "llama");
+    const lm = await AutoModelForCausalLM.fromPretrained(join(dir, "model"));
+    const peft = await PeftModel.fromPretrained(lm, join(dir, "shira"));
+    const rt = runtime();
+    const cache = lm.createCache({ batchSize: 1, maxLength: 40 });
+    const logits = rt.allocF32(300);
+    try {
+      lm.run(Int32Array.of(5, 17, 123), 1, 3, cache, null, null, true, logits.ptr);
+      lm.run(Int32Array.of(7), 1, 1, cache, null, null, true, logits.ptr);
+      const live = rt.liveBytes;
+      for (let i = 0; i < 20; i++) lm.run(Int32Array.of(rt.k.f32_argmax(logits.ptr, 300)), 1, 1, cache, null, null, true, logits.ptr);
+      assert.equal(rt.liveBytes, live);
+      assert.equal(peft.activeAdapters.join(), "default");
+    } finally {
+      logits.free();
+      cache.dispose();
+      peft.unload();
+      lm.dispose();
+    }
+  });
 });

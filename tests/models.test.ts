@@ -533,3 +533,19 @@ describe("decoder memory", () => {
     }
   });
 });
+
+describe("decoder dispose", () => {
+  it("dispose() with adapters still attached (fused and unfused) frees every block", async () => {
+    const rt = runtime();
+    const live = rt.liveBytes;
+    const dir = join(TRANSFORMERS, "llama");
+    const lm = await AutoModelForCausalLM.fromPretrained(join(dir, "model"));
+    const peft = await PeftModel.fromPretrained(lm, join(dir, "shira"));
+    await peft.loadAdapter(join(dir, "shira_i64"), "other");
+    peft.switchTo("other");
+    await lm.generate([[1, 2, 3]], { maxNewTokens: 3 });
+    lm.dispose();
+    assert.equal(rt.liveBytes, live);
+    assert.throws(() => lm.forward([[1]]), /dispose/);
+  });
+});

@@ -630,11 +630,13 @@ export class DecoderModel extends Module {
     return streamTokens(this, inputIds, opts);
   }
 
-  /** Frees every weight, the RoPE tables and the workspace. */
+  /** Frees every weight, the RoPE tables, the workspace, and the memory of adapters still attached. Idempotent. */
   dispose(): void {
     if (this.#disposed) return;
     this.#ws.free();
     this.#rope?.free();
+    // modules with memory of their own besides parameters (adapted layers: positions, saved base values, scratch)
+    for (const [, m] of this.namedModules()) if (m !== this && m.free !== Module.prototype.free) m.free();
     this.free();
     this.#disposed = true;
   }

@@ -1,14 +1,24 @@
 // Shared benchmark helpers: timing (median after warm-up), a table printer, JSON results, and a minimal ONNX
 // model encoder for the onnxruntime-web peer.
 //
-// Benchmarks are programs, never tests: they print a table and write `bench/results/<name>.json` so results can
-// be compared across commits. All timings are single-threaded wall clock from `performance.now()`.
+// Benchmarks are programs, never tests: they print a table and write `<results dir>/<name>.json` so results can
+// be compared across commits (bench/results/ for `npm run bench`, ./bench-results/ or `--out DIR` for `shira bench`). All timings are single-threaded wall clock from `performance.now()`.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
-export const RESULTS_DIR = join(BENCH_DIR, "results");
+/** The repository's results folder (`npm run bench`). */
+export const REPO_RESULTS_DIR = join(BENCH_DIR, "results");
+/**
+ * Where `writeResults` and report.ts's `writeSummary` write (a live binding: set it with `setResultsDir` before a run;
+ * bench/run.ts sets REPO_RESULTS_DIR, `shira bench` the current directory's ./bench-results or `--out DIR`).
+ */
+export let RESULTS_DIR = REPO_RESULTS_DIR;
+
+export function setResultsDir(dir: string): void {
+  RESULTS_DIR = dir;
+}
 
 // ---------------------------------------------------------------------------------------------- timing
 
@@ -140,9 +150,13 @@ export function printTable(title: string, rows: Record<string, unknown>[], colum
   console.log(line(columns));
   console.log(line(widths.map((w) => "-".repeat(w))));
   for (const r of rows) console.log(line(columns.map((c) => cell(r[c]))));
+  if (columns.includes("met")) console.log(MET_LEGEND);
 }
 
-/** Writes `bench/results/<name>.json` (pretty-printed) and returns its path. */
+/** The line under a table with a `met` column. */
+export const MET_LEGEND = "met: true = this run reached the row's target, false = it missed it, - = the row has no target (the targets are listed in the .md summary)";
+
+/** Writes `<results dir>/<name>.json` (pretty-printed) and returns its path. */
 export function writeResults(name: string, data: unknown): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
   const path = join(RESULTS_DIR, `${name}.json`);

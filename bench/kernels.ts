@@ -7,11 +7,15 @@
 // Writes bench/results/kernels.json: [{ case, B, K, N, ours_ms, peer, peer_ms, speedup, ... }], speedup =
 // peer_ms / ours_ms (> 1: ours is faster). GFLOP/s columns for the products; `unfused_overhead` =
 // (dense + sparse) / dense for the sparse-delta rows (target <= 1.10).
-import * as ort from "onnxruntime-web";
+// onnxruntime-web (a devDependency) is imported in run(), not at the top: the `shira` bundle contains this module,
+// and a static import of a missing package would stop every `shira` command of an installed package.
+import type * as Ort from "onnxruntime-web";
 import { createRuntime, type Runtime, type F32Buffer, type I32Buffer } from "../src/runtime/runtime.js";
 import type { BenchOptions } from "./registry.js";
 import { writeSummary } from "./report.js";
 import { onnxGemmModel, printTable, randomF32, randomPositions, timeRoundRobin, timeSync, writeResults, type TimeOptions } from "./common.js";
+
+let ort: typeof Ort;
 
 export interface KernelRow {
   case: string;
@@ -263,6 +267,7 @@ async function sparseRows(rt: Runtime, opts: BenchOptions, log: (s: string) => v
 }
 
 export async function run(opts: BenchOptions = {}): Promise<KernelRow[]> {
+  ort = await import("onnxruntime-web");
   const log = opts.json ? () => {} : (opts.log ?? ((s: string) => console.log(s)));
   const rt = createRuntime({ variant: "simd" });
   const relaxed = relaxedRuntime();

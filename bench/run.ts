@@ -6,8 +6,10 @@
 //   ... --quick                                     fewer repetitions / smaller cases
 //
 // Benchmarks are registered in bench/registry.ts (one line each: `name: () => import("./name.js")`); each
-// module exports `run(opts)`, prints its table and writes bench/results/<name>.json.
-import { BENCH_NAMES, runBenchmarks } from "./registry.js";
+// module exports `run(opts)`, prints its table and writes bench/results/<name>.json (passed explicitly: `shira bench`
+// writes to ./bench-results instead).
+import { REPO_RESULTS_DIR } from "./common.js";
+import { BENCH_NAMES, MissingPackageError, runBenchmarks } from "./registry.js";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -28,8 +30,12 @@ if (unknown.length) {
 const results: Record<string, unknown> = {};
 for (const name of names) {
   try {
-    Object.assign(results, await runBenchmarks([name], { quick, json }));
+    Object.assign(results, await runBenchmarks([name], { quick, json, outDir: REPO_RESULTS_DIR }));
   } catch (e) {
+    if (e instanceof MissingPackageError) {
+      console.error(`${e.what}: ${e.message}`);
+      process.exit(1);
+    }
     // `all` tolerates a registered benchmark whose module is not written yet; a named one must exist.
     const missing = (e as NodeJS.ErrnoException).code === "ERR_MODULE_NOT_FOUND" && String((e as Error).message).includes(`bench/${name}.`);
     if (missing && args.includes("all")) {

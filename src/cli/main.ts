@@ -1,25 +1,30 @@
 /**
  * The `shira` command.
  *
- *   shira demo [--out DIR] [--quick] [--json]
- *   shira bench [switch|kernels|train|model|all] [--json]
- *   shira inspect <adapter dir | file> [--base model.safetensors] [--json]
- *   shira merge --base model.safetensors --adapter DIR [--weight W] [--adapter DIR2 --weight W2 ...] --out FILE
+ *   shira demo [--out DIR] [--quick] [--seed N] [--no-progress] [--json]
+ *   shira bench [switch|kernels|train|model|lm|all] [--out DIR] [--quick] [--json]
+ *   shira inspect <adapter dir | adapter_model.safetensors | model dir> [--base FILE] [--json]
+ *   shira merge --base FILE --adapter DIR [--weight W] [--adapter DIR2 --weight W2 ...] --out FILE
  *   shira generate --model DIR [--adapter NAME=DIR ...] --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME ...]
  *
- * Exit codes: 0 ok, 1 failure (one clear line, no stack trace), 2 usage error.
+ * Exit codes: 0 ok, 1 failure (one clear line, no stack trace), 2 usage error. With `--json`, an error is also printed
+ * on stdout as `{"error": {"code", "message"}}`. A closed stdout (`shira inspect ... | head -1`) ends the command
+ * quietly with exit code 0.
+ *
+ * Nothing here imports a devDependency: the demo's digits (`mnist`) and the benchmarks' peers are checked and loaded
+ * by the subcommand that needs them (packages.ts), which otherwise stops with one line naming the package.
  */
 import "../node.js"; // registers Node's file system for the library
-import { writeFile, mkdir } from "node:fs/promises";
-import { dirname } from "node:path";
+import { writeFile, mkdir, readdir, realpath, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import { ShiraError } from "../errors.js";
 import { initSync } from "../runtime/runtime.js";
 import { parseArgs, value, UsageError, type OptionSpec, type Parsed } from "./args.js";
-import { runDemo, summaryTables } from "./demo.js";
 import { inspectAdapter } from "./inspect.js";
 import { mergeFiles } from "./merge.js";
 import { describeCheckpoint, isCheckpointDir, runGenerate } from "./generate.js";
 import { fmtNum, textTable } from "./format.js";
+import { MissingPackageError, requirePackage } from "./packages.js";
 
 const VERSION = "0.1.0";
 
@@ -35,18 +40,21 @@ const json = { json: { help: "print machine-readable JSON on stdout" } };
 const COMMANDS: Record<string, Command> = {
   demo: {
     summary: "train a base MNIST model, SHiRA and LoRA adapters for shifted tasks, compare switching and fusion",
-    usage: "shira demo [--out DIR] [--quick] [--json]",
+    usage: "shira demo [--out DIR] [--quick] [--seed N] [--no-progress] [--json]",
     options: {
-      out: { value: true, help: "where to write report.md, results.json, charts, the model and the adapters (default demo-out)" },
+      out: { value: true, placeholder: "DIR", help: "where to write report.md, results.json, charts, the model and the adapters (default demo-out)" },
       quick: { help: "a smaller run (well under a minute)" },
-      "no-progress": { help: "no progress bars" },
-      seed: { value: true, help: "random seed (default 0)" },
+      seed: { value: true, placeholder: "N", help: "random seed (default 0)" },
+      "no-progress": { help: "no progress on stderr (bars on a terminal, one line per phase otherwise)" },
       ...json,
     },
     async run(p, out) {
       const dir = value(p, "out", "demo-out")!;
       const seed = Number(value(p, "seed", "0"));
-      if (!Number.isInteger(seed)) throw new UsageError(`--seed must be an integer`);
+      if (!Number.isInteger(seed)) throw new UsageError(`--seed must be an integer, got ${JSON.stringify(value(p, "seed"))}`);
+      // the digits come from the `mnist` package, a devDependency: check before training anything
+      requirePackage("demo", "mnist", "mnist/src/digits/0.json");
+      const { runDemo, summaryTables } = await import("./demo.js");
       const results = await runDemo({ out: dir, quick: p.flags.has("quick"), progress: !p.flags.has("no-progress") && !p.flags.has("json"), log: (s) => (p.flags.has("json") ? undefined : process.stderr.write(s + "\n")), seed });
       if (p.flags.has("json")) out(JSON.stringify(results, null, 2));
       else {
@@ -57,22 +65,35 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   bench: {
-    summary: "run benchmarks: switch, kernels, train, model, or all",
-    usage: "shira bench [switch|kernels|train|model|all] [--json]",
-    options: { ...json, quick: { help: "fewer repetitions" } },
+    summary: "run benchmarks: switch, kernels, train, model, lm, or all",
+    usage: "shira bench [switch|kernels|train|model|lm|all] [--out DIR] [--quick] [--json]",
+    options: {
+      out: { value: true, placeholder: "DIR", help: "where to write <name>.json, <name>.md and <name>.svg (default ./bench-results)" },
+      quick: { help: "fewer repetitions" },
+      ...json,
+    },
     async run(p, out) {
+      if (p.positionals.length > 1) throw new UsageError(`bench takes one benchmark name (or all), got ${p.positionals.length}`);
       const which = p.positionals[0] ?? "all";
       const { runBenchmarks, BENCH_NAMES } = await import("../../bench/registry.js");
       if (which !== "all" && !BENCH_NAMES.includes(which)) throw new UsageError(`unknown benchmark "${which}" (choose from ${[...BENCH_NAMES, "all"].join(", ")})`);
-      const reports = await runBenchmarks(which === "all" ? BENCH_NAMES : [which], { json: p.flags.has("json"), quick: p.flags.has("quick"), log: p.flags.has("json") ? () => undefined : (s: string) => process.stderr.write(s + "\n") });
-      if (p.flags.has("json")) out(JSON.stringify(reports, null, 2));
+      const names = which === "all" ? BENCH_NAMES : [which];
+      const dir = resolve(value(p, "out", "bench-results")!);
+      const asJson = p.flags.has("json");
+      const reports = await runBenchmarks(names, { json: asJson, quick: p.flags.has("quick"), outDir: dir, log: asJson ? () => undefined : (s: string) => process.stderr.write(s + "\n") });
+      const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => names.some((n) => f.startsWith(n + "."))).sort();
+      const where = `results in ${dir}${files.length ? `: ${files.join(", ")}` : ""}`;
+      if (asJson) {
+        out(JSON.stringify(reports, null, 2));
+        process.stderr.write(where + "\n");
+      } else out(`\n${where}`);
       return 0;
     },
   },
   inspect: {
     summary: "describe an adapter (config, modules, nnz, density, values, size) or a model checkpoint folder",
-    usage: "shira inspect <adapter dir | adapter_model.safetensors | model dir> [--base model.safetensors] [--json]",
-    options: { base: { value: true, help: "base model file, for exact layer shapes" }, ...json },
+    usage: "shira inspect <adapter dir | adapter_model.safetensors | model dir> [--base FILE] [--json]",
+    options: { base: { value: true, placeholder: "FILE", help: "the base model (safetensors), for exact layer shapes" }, ...json },
     async run(p, out) {
       if (p.positionals.length !== 1) throw new UsageError("inspect takes one path");
       if (await isCheckpointDir(p.positionals[0])) {
@@ -125,12 +146,12 @@ const COMMANDS: Record<string, Command> = {
   },
   merge: {
     summary: "bake adapters into a base model file",
-    usage: "shira merge --base model.safetensors --adapter DIR [--weight W] [--adapter DIR2 --weight W2 ...] --out merged.safetensors",
+    usage: "shira merge --base FILE --adapter DIR [--weight W] [--adapter DIR2 [--weight W2] ...] --out FILE [--safe-merge] [--json]",
     options: {
-      base: { value: true, help: "the base model (safetensors)" },
-      adapter: { value: true, multiple: true, help: "an adapter folder (PEFT's format); repeat for several" },
-      weight: { value: true, multiple: true, help: "fusion weight of the adapter before it (default 1.0)" },
-      out: { value: true, help: "the merged model file to write" },
+      base: { value: true, placeholder: "FILE", help: "the base model (safetensors)" },
+      adapter: { value: true, multiple: true, placeholder: "DIR", help: "an adapter folder (PEFT's format); repeat for several, each at most once" },
+      weight: { value: true, multiple: true, placeholder: "W", help: "fusion weight of the --adapter before it (default 1.0; at most one per adapter)" },
+      out: { value: true, placeholder: "FILE", help: "the merged model file to write (not the --base file)" },
       "safe-merge": { help: "refuse NaN/Inf in the merged weights" },
       ...json,
     },
@@ -139,8 +160,9 @@ const COMMANDS: Record<string, Command> = {
       const outFile = value(p, "out");
       const adapters = p.values.get("adapter") ?? [];
       if (!base || !outFile || adapters.length === 0) throw new UsageError("merge needs --base, --out and at least one --adapter");
-      // --weight applies to the --adapter before it: pair them up by position in argv
-      const weights = pairWeights(process.argv.slice(2), adapters.length);
+      // --weight applies to the --adapter before it: pair them up in command-line order
+      const weights = pairWeights(p.sequence, adapters);
+      await checkMergePaths(base, outFile, adapters);
       const { bytes, merged } = await mergeFiles({ base, out: outFile, adapters: adapters.map((a, i) => ({ path: a, weight: weights[i] })), safeMerge: p.flags.has("safe-merge") });
       await mkdir(dirname(outFile), { recursive: true });
       await writeFile(outFile, bytes);
@@ -151,19 +173,19 @@ const COMMANDS: Record<string, Command> = {
   },
   generate: {
     summary: "stream text from a Hugging Face checkpoint, with SHiRA adapters switched between tokens",
-    usage: "shira generate --model DIR [--adapter NAME=DIR ...] --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME ...] [--sample] [--json]",
+    usage: "shira generate --model DIR [--adapter NAME=DIR ...] --prompt TEXT [--chat] [--max-new-tokens N] [--switch-at TOKEN:NAME ...] [--sample [--temperature T] [--top-k K] [--top-p P] [--seed N]] [--json]",
     options: {
-      model: { value: true, help: "a checkpoint folder (config.json, model.safetensors, tokenizer.json)" },
-      adapter: { value: true, multiple: true, help: "NAME=DIR: a PEFT SHiRA adapter folder; the first is fused from the start" },
-      prompt: { value: true, help: "the prompt text" },
+      model: { value: true, placeholder: "DIR", help: "a checkpoint folder (config.json, model.safetensors, tokenizer.json)" },
+      adapter: { value: true, multiple: true, placeholder: "NAME=DIR", help: "a PEFT SHiRA adapter folder, named; the first is fused from the start" },
+      prompt: { value: true, placeholder: "TEXT", help: "the prompt text" },
       chat: { help: "apply the tokenizer's chat template to the prompt (a user message)" },
-      "max-new-tokens": { value: true, help: "tokens to generate (default 50)" },
-      "switch-at": { value: true, multiple: true, help: "TOKEN:NAME: fuse adapter NAME (or base) before generated token TOKEN" },
+      "max-new-tokens": { value: true, placeholder: "N", help: "tokens to generate (default 50)" },
+      "switch-at": { value: true, multiple: true, placeholder: "TOKEN:NAME", help: "fuse adapter NAME (or base) before generated token TOKEN" },
       sample: { help: "sample instead of greedy decoding" },
-      temperature: { value: true, help: "sampling temperature" },
-      "top-k": { value: true, help: "sample from the k most likely tokens" },
-      "top-p": { value: true, help: "nucleus sampling threshold" },
-      seed: { value: true, help: "sampling seed" },
+      temperature: { value: true, placeholder: "T", help: "sampling temperature" },
+      "top-k": { value: true, placeholder: "K", help: "sample from the k most likely tokens" },
+      "top-p": { value: true, placeholder: "P", help: "nucleus sampling threshold" },
+      seed: { value: true, placeholder: "N", help: "sampling seed" },
       ...json,
     },
     async run(p, out) {
@@ -217,43 +239,95 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
-/** `--weight` values belong to the `--adapter` they follow (default 1). */
-function pairWeights(argv: string[], n: number): number[] {
-  const w: number[] = [];
+/**
+ * `--weight` values belong to the `--adapter` they follow (default 1). A `--weight` before any `--adapter`, or a
+ * second `--weight` for the same adapter, is a usage error (it would otherwise silently replace the first).
+ */
+function pairWeights(sequence: Parsed["sequence"], adapters: string[]): number[] {
+  const w: (number | undefined)[] = adapters.map(() => undefined);
   let idx = -1;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--adapter" || a.startsWith("--adapter=")) {
-      idx++;
-      w[idx] = 1;
-    } else if (a === "--weight" || a.startsWith("--weight=")) {
-      const v = a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[i + 1];
+  for (const { key, value: v } of sequence) {
+    if (key === "adapter") idx++;
+    else if (key === "weight") {
+      if (idx < 0) throw new UsageError(`--weight ${v} must follow the --adapter it applies to`);
       const num = Number(v);
-      if (idx < 0) throw new UsageError("--weight must follow the --adapter it applies to");
-      if (!Number.isFinite(num)) throw new UsageError(`--weight must be a number, got ${JSON.stringify(v)}`);
+      if (v.trim() === "" || !Number.isFinite(num)) throw new UsageError(`--weight must be a number, got ${JSON.stringify(v)}`);
+      if (w[idx] !== undefined) throw new UsageError(`two --weight values (${w[idx]} and ${v}) for --adapter ${adapters[idx]}; give one --weight after each --adapter`);
       w[idx] = num;
     }
   }
-  return Array.from({ length: n }, (_, i) => w[i] ?? 1);
+  return w.map((x) => x ?? 1);
+}
+
+/** The real path of `p` (symlinks resolved) when it exists, else its absolute path under its parent's real path. */
+async function canonical(p: string): Promise<string> {
+  const abs = resolve(p);
+  try {
+    return await realpath(abs);
+  } catch {
+    try {
+      return join(await realpath(dirname(abs)), basename(abs));
+    } catch {
+      return abs;
+    }
+  }
+}
+
+/** Refuses `--out` equal to `--base` (it would overwrite the input) and the same adapter folder listed twice. */
+async function checkMergePaths(base: string, outFile: string, adapters: string[]): Promise<void> {
+  if ((await canonical(outFile)) === (await canonical(base))) throw new UsageError(`--out ${outFile} is the --base file; write the merged model to another file`);
+  const seen = new Map<string, string>();
+  for (const a of adapters) {
+    let dir = await canonical(a);
+    if (await stat(dir).then((s) => s.isFile(), () => false)) dir = dirname(dir);
+    const first = seen.get(dir);
+    if (first !== undefined) throw new UsageError(first === a ? `--adapter ${a} is listed twice; each adapter can be merged once (use --weight to scale it)` : `--adapter ${a} is the same adapter as --adapter ${first}; each adapter can be merged once (use --weight to scale it)`);
+    seen.set(dir, a);
+  }
 }
 
 function help(): string {
   const lines = [`shira ${VERSION}: SHiRA adapters on a WebAssembly SIMD engine`, "", "usage: shira <command> [options]", "", "commands:"];
-  for (const [n, c] of Object.entries(COMMANDS)) lines.push(`  ${n.padEnd(9)} ${c.summary}`);
-  lines.push("", "Run `shira <command> --help` for a command's options.", "Exit codes: 0 ok, 1 failure, 2 usage error.");
+  const w = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
+  for (const [n, c] of Object.entries(COMMANDS)) lines.push(`  ${n.padEnd(w)}  ${c.summary}`);
+  lines.push(
+    "",
+    "Run `shira <command> --help` for a command's options.",
+    "Exit codes: 0 ok, 1 failure, 2 usage error. With --json, errors are also printed on stdout as {\"error\": {\"code\", \"message\"}}.",
+  );
   return lines.join("\n");
 }
 
-function commandHelp(name: string, c: Command): string {
-  const lines = [`usage: ${c.usage}`, "", c.summary, "", "options:"];
-  for (const [k, o] of Object.entries(c.options)) lines.push(`  --${(k + (o.value ? " VALUE" : "")).padEnd(18)} ${o.help}`);
-  lines.push(`  --help             show this help`);
+/** A command's help: usage, summary, and the options with their placeholders in an aligned column. */
+export function commandHelp(name: string, c: Command): string {
+  const rows: [string, string][] = Object.entries(c.options).map(([k, o]) => [`--${k}${o.value ? ` ${o.placeholder ?? "VALUE"}` : ""}`, o.help]);
+  rows.push(["--help", "show this help"]);
+  const w = Math.max(...rows.map(([l]) => l.length));
+  const lines = [`usage: ${c.usage}`, "", c.summary, "", "options:", ...rows.map(([l, h]) => `  ${l.padEnd(w)}  ${h}`)];
   void name;
   return lines.join("\n");
 }
 
+/** The command's option specs (for tests and docs). */
+export function commandOptions(): Record<string, Record<string, OptionSpec & { help: string }>> {
+  return Object.fromEntries(Object.entries(COMMANDS).map(([n, c]) => [n, c.options]));
+}
+
+/** `--json` among the options (before a `--`): errors are then JSON on stdout too. */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf("--");
+  return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
+}
+
 export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s + "\n"), err: (s: string) => void = (s) => process.stderr.write(s + "\n")): Promise<number> {
   const [name, ...rest] = argv;
+  const asJson = wantsJson(argv);
+  /** One line on stderr (`prefix: message`), and with --json `{"error": {code, message}}` on stdout; returns the exit code. */
+  const fail = (exit: number, code: string, prefix: string, message: string, suffix = "", lead = ""): number => {
+    err(`${prefix}: ${lead}${message}${suffix}`);
+    if (asJson) out(JSON.stringify({ error: { code, message } }));
+    return exit;
+  };
   if (!name || name === "--help" || name === "-h" || name === "help") {
     out(help());
     return name ? 0 : 2;
@@ -262,17 +336,13 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     out(VERSION);
     return 0;
   }
-  const cmd = COMMANDS[name];
-  if (!cmd) {
-    err(`shira: unknown command "${name}" (try shira --help)`);
-    return 2;
-  }
+  const cmd = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!cmd) return fail(2, "USAGE", "shira", `unknown command "${name}"`, " (try shira --help)");
   let parsed: Parsed;
   try {
     parsed = parseArgs(rest, { ...cmd.options, help: {} });
   } catch (e) {
-    err(`shira ${name}: ${(e as Error).message} (see shira ${name} --help)`);
-    return 2;
+    return fail(2, "USAGE", `shira ${name}`, (e as Error).message, ` (see shira ${name} --help)`);
   }
   if (parsed.flags.has("help")) {
     out(commandHelp(name, cmd));
@@ -282,19 +352,26 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     initSync();
     return await cmd.run(parsed, out);
   } catch (e) {
-    if (e instanceof UsageError) {
-      err(`shira ${name}: ${e.message} (see shira ${name} --help)`);
-      return 2;
-    }
-    const msg = e instanceof ShiraError ? `${e.message} [${e.code}]` : ((e as NodeJS.ErrnoException).code === "ENOENT" ? (e as Error).message.replace(/^ENOENT: /, "") : (e as Error).message);
-    err(`shira ${name}: error: ${msg.split("\n")[0]}`);
+    if (e instanceof UsageError) return fail(2, "USAGE", `shira ${name}`, e.message, ` (see shira ${name} --help)`);
+    if (e instanceof MissingPackageError) return fail(1, e.code, `shira ${e.what}`, e.message);
+    const errno = (e as NodeJS.ErrnoException).code;
+    const code = e instanceof ShiraError ? e.code : typeof errno === "string" ? errno : "ERROR";
+    const msg = e instanceof ShiraError ? `${e.message} [${e.code}]` : errno === "ENOENT" ? (e as Error).message.replace(/^ENOENT: /, "") : (e as Error).message;
+    const line = String(msg).split("\n")[0];
+    const exit = fail(1, code, `shira ${name}`, line, "", "error: ");
     if (process.env.SHIRA_DEBUG) err(String((e as Error).stack));
-    return 1;
+    return exit;
   }
 }
 
 const isMain = typeof process !== "undefined" && process.argv[1] && /(?:^|[\\/])(?:cli\.js|main\.ts|shira)$/.test(process.argv[1]);
 if (isMain) {
+  // `shira inspect ... | head -1`: the reader went away; stop quietly (exit 0), as Unix tools do.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    process.stderr.write(`shira: cannot write to stdout: ${e.message}\n`);
+    process.exit(1);
+  });
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;

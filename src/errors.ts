@@ -42,11 +42,11 @@ export type ErrorCode =
   | "ADAPTER_NOT_FOUND"
   | "ADAPTER_EXISTS"
   | "ADAPTER_STATE"
-  | "NONFINITE"
-  | "USE_AFTER_FREE"
+  | "NONFINITE" // NaN or ±Inf: an adapter file's value (FormatError), or a safe merge's result (StateError)
+  | "USE_AFTER_FREE" // a freed buffer, or a disposed / unloaded object (DecoderModel, KVCache, ShiraModel, LoraModel)
   | "WASM_UNSUPPORTED"
   | "WASM_NOT_INITIALIZED"
-  | "OUT_OF_MEMORY"
+  | "OUT_OF_MEMORY" // RuntimeError: the heap is full, or a size is invalid, ≥ 2^32 bytes or over one heap block (992 MiB)
   | "IO"
   | "ABORTED";
 

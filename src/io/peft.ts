@@ -118,6 +118,15 @@ export interface ParsedAdapter {
   modulesToSave: Map<string, Map<string, Float32Array>>;
 }
 
+/** Adapter values must be finite in float32 (a NaN or ±Inf would poison every merge and forward). */
+function checkFinite(values: Float32Array, key: string): void {
+  for (let j = 0; j < values.length; j++) {
+    if (!Number.isFinite(values[j])) {
+      throw new FormatError("NONFINITE", `${key}: value ${j} is ${values[j]} (adapter values must be finite float32 numbers)`, { tensor: key, index: j, value: values[j] });
+    }
+  }
+}
+
 function linearOf(model: Module, name: string, key: string): DenseLayer {
   let m: Module;
   try {
@@ -180,7 +189,9 @@ export function parseAdapter(model: Module, configJson: string | Record<string, 
       throw new FormatError("SHAPE_MISMATCH", `${key}: shape [${shape.join(", ")}] in the file, [${target.shape.join(", ")}] in the model`, { tensor: key });
     }
     const map = mts.get(owner) ?? new Map<string, Float32Array>();
-    map.set(local, toFloat32(file.get(key)));
+    const values = toFloat32(file.get(key));
+    checkFinite(values, key);
+    map.set(local, values);
     mts.set(owner, map);
   }
   for (const [owner, module] of mtsTargets) {
@@ -227,6 +238,7 @@ export function parseAdapter(model: Module, configJson: string | Record<string, 
     }
     const idx = toInt32(file.get(keys.indices));
     const vals = toFloat32(file.get(keys.weight));
+    checkFinite(vals, keys.weight);
     const flat = new Int32Array(nnz);
     let sorted = true;
     for (let j = 0; j < nnz; j++) {

@@ -20,7 +20,7 @@ import { isDenseLayer, isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
 import { Module } from "../nn/module.js";
 import { Parameter, Tensor, assertLive } from "../nn/tensor.js";
 import { runtime, type F32Buffer } from "../runtime/runtime.js";
-import { matchesTarget, type TargetModules } from "../shira/config.js";
+import { checkAdapterName, matchesTarget, type TargetModules } from "../shira/config.js";
 import { pyFloat, pythonJsonDumps } from "../shira/python-json.js";
 import { readSafetensors, toFloat32, writeSafetensors, type TensorInput } from "../io/safetensors.js";
 import type { AdapterFiles } from "../io/peft.js";
@@ -156,11 +156,23 @@ export class LoraLinear extends Module {
   }
 
   addAdapter(name: string, r: number, scaling: number, initLoraWeights = true): void {
-    const a = new Linear(this.inFeatures, r, { bias: false });
-    const b = new Linear(r, this.outFeatures, { bias: false });
-    if (initLoraWeights) b.weight.data.fill(0);
-    this.loraA.registerModule(name, a);
-    this.loraB.registerModule(name, b);
+    this.attachAdapter(name, LoraLinear.buildAdapter(this.baseLayer, r, initLoraWeights), scaling);
+  }
+
+  /** @internal A `[r, in]` and a `[out, r]` layer for `base` (both or neither), not attached to any layer. */
+  static buildAdapter(base: DenseLayer, r: number, initLoraWeights = true): { a: Linear; b: Linear } {
+    return runtime().transaction(() => {
+      const a = new Linear(base.inFeatures, r, { bias: false });
+      const b = new Linear(r, base.outFeatures, { bias: false });
+      if (initLoraWeights) b.weight.data.fill(0);
+      return { a, b };
+    });
+  }
+
+  /** @internal Attaches layers from {@link buildAdapter} (allocates nothing). */
+  attachAdapter(name: string, ab: { a: Linear; b: Linear }, scaling: number): void {
+    this.loraA.registerModule(name, ab.a);
+    this.loraB.registerModule(name, ab.b);
     this.scaling.set(name, scaling);
   }
 
@@ -320,8 +332,15 @@ export class LoraLinear extends Module {
 /** LoRA adapters over a model (a subset of PEFT's `LoraModel` for baselines). */
 export class LoraModel {
   readonly model: Module;
-  readonly peftConfig = new Map<string, LoraConfig>();
+  #peftConfig = new Map<string, LoraConfig>();
   #active: string[] = [];
+  /** Depth of `disableAdapters(fn)` scopes. */
+  #scopes = 0;
+  #unloaded = false;
+
+  #check(): void {
+    if (this.#unloaded) throw new StateError("USE_AFTER_FREE", "LoraModel: used after unload() / mergeAndUnload() (disposed); use the returned model");
+  }
 
   /** Wraps `model`; with a config, adds and activates the first adapter. */
   constructor(model: Module, config?: LoraConfig, adapterName = "default") {
@@ -340,22 +359,35 @@ export class LoraModel {
     return m;
   }
 
+  /** Adapter configurations by name (PEFT's `peft_config`). */
+  get peftConfig(): Map<string, LoraConfig> {
+    this.#check();
+    return this.#peftConfig;
+  }
+
   loraLayers(): [string, LoraLinear][] {
+    this.#check();
     return this.model.namedModules().filter((e): e is [string, LoraLinear] => e[1] instanceof LoraLinear);
   }
 
   get activeAdapters(): string[] {
+    this.#check();
     return this.#active.slice();
   }
   get adapterNames(): string[] {
-    return [...this.peftConfig.keys()];
+    this.#check();
+    return [...this.#peftConfig.keys()];
   }
   get mergedAdapters(): string[] {
+    this.#check();
     return this.loraLayers()[0]?.[1].merged.slice() ?? [];
   }
 
   addAdapter(name: string, config: LoraConfig, targets?: string[]): void {
-    if (this.peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`);
+    this.#check();
+    checkAdapterName(name);
+    if (!(config instanceof LoraConfig)) throw new ConfigError("CONFIG_INVALID", "addAdapter: config must be a LoraConfig", { argument: "config" });
+    if (this.#peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`);
     const found: [string, DenseLayer | LoraLinear][] = [];
     const inside: string[] = [];
     for (const [n, m] of this.model.namedModules()) {
@@ -382,18 +414,20 @@ export class LoraModel {
       );
       config.fanInFanOut = fanInFanOut;
     }
-    const firstAdapter = this.peftConfig.size === 0;
-    for (const [n, m] of found) {
+    const firstAdapter = this.#peftConfig.size === 0;
+    // every layer's A and B first (all or none), then the model changes
+    const built = runtime().transaction(() => found.map(([, m]) => LoraLinear.buildAdapter(m instanceof LoraLinear ? m.baseLayer : m, config.r, config.initLoraWeights)));
+    found.forEach(([n, m], i) => {
       let layer: LoraLinear;
       if (m instanceof LoraLinear) layer = m;
       else {
         layer = new LoraLinear(m);
         this.model.setSubmodule(n, layer);
       }
-      layer.addAdapter(name, config.r, config.scaling, config.initLoraWeights);
+      layer.attachAdapter(name, built[i], config.scaling);
       layer.activeAdapters = this.#active.slice();
-    }
-    this.peftConfig.set(name, config);
+    });
+    this.#peftConfig.set(name, config);
     if (firstAdapter) for (const [pn, p] of this.model.namedParameters()) if (!pn.includes("lora_")) p.requiresGrad = false;
     this.#updateTrainable();
   }
@@ -402,14 +436,16 @@ export class LoraModel {
     for (const [, layer] of this.loraLayers()) {
       for (const n of layer.adapterNames()) {
         const { a, b } = layer.weights(n);
-        a.requiresGrad = b.requiresGrad = this.#active.includes(n) && !this.peftConfig.get(n)!.inferenceMode;
+        a.requiresGrad = b.requiresGrad = this.#active.includes(n) && !this.#peftConfig.get(n)!.inferenceMode;
       }
     }
   }
 
   setAdapter(names: string | string[]): void {
+    this.#check();
+    if (typeof names !== "string" && !Array.isArray(names)) throw new ConfigError("CONFIG_INVALID", `setAdapter: names must be an adapter name or a list of names, got ${names === null ? "null" : typeof names}`, { argument: "names" });
     const list = typeof names === "string" ? [names] : names.slice();
-    for (const n of list) if (!this.peftConfig.has(n)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${n}" not found`);
+    for (const n of list) if (!this.#peftConfig.has(n)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${n}" not found`);
     this.unmerge();
     this.#active = list;
     for (const [, layer] of this.loraLayers()) layer.activeAdapters = list.slice();
@@ -417,25 +453,29 @@ export class LoraModel {
   }
 
   deleteAdapter(name: string): void {
-    if (!this.peftConfig.has(name)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found`);
+    this.#check();
+    if (!this.#peftConfig.has(name)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found`);
     for (const [, layer] of this.loraLayers()) layer.deleteAdapter(name);
-    this.peftConfig.delete(name);
+    this.#peftConfig.delete(name);
     this.#active = this.#active.filter((n) => n !== name);
   }
 
   /** Merges the active adapters: W += s·B·A on every layer. */
   merge(adapterNames: string[] = this.#active): void {
+    this.#check();
     for (const [, layer] of this.loraLayers()) for (const n of adapterNames) if (layer.loraA.get(n) && !layer.merged.includes(n)) layer.mergeOne(n);
   }
 
   /** Unmerges (W -= s·B·A, in reverse order). */
   unmerge(): void {
+    this.#check();
     for (const [, layer] of this.loraLayers()) for (const n of layer.merged.slice().reverse()) layer.unmergeOne(n);
   }
 
   /** LoRA's fused switch: unmerge the current adapters, merge `name` (O(out·in·r) per layer). */
   switchTo(name: string): void {
-    if (!this.peftConfig.has(name)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found`);
+    this.#check();
+    if (!this.#peftConfig.has(name)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found`);
     this.unmerge();
     this.#active = [name];
     for (const [, layer] of this.loraLayers()) layer.activeAdapters = [name];
@@ -445,6 +485,7 @@ export class LoraModel {
 
   /** Merges several adapters with weights (scales each adapter's delta), after unmerging. */
   fuse(entries: { name: string; weight?: number }[]): void {
+    this.#check();
     this.unmerge();
     for (const [, layer] of this.loraLayers()) {
       for (const e of entries) {
@@ -460,9 +501,11 @@ export class LoraModel {
   }
 
   forward(x: Tensor): Tensor {
+    this.#check();
     return this.model.forward(x);
   }
   backward(gy: Tensor): Tensor {
+    this.#check();
     return this.model.backward(gy);
   }
   train(mode = true): this {
@@ -474,22 +517,92 @@ export class LoraModel {
     return this;
   }
   trainableParameters(): Parameter[] {
+    this.#check();
     return this.model.parameters().filter((p) => p.requiresGrad);
   }
-  /** Runs `fn` on the base model (adapters unmerged and disabled), then restores. */
+  /**
+   * Runs `fn` on the base model (adapters unmerged and disabled), then restores the previous state exactly (merged
+   * weights are copied and written back, not re-merged), also when `fn` throws or its promise rejects. Scopes nest:
+   * an inner scope leaves the adapters disabled for the outer one.
+   */
   disableAdapters<R>(fn: () => R): R {
-    const merged = this.mergedAdapters;
-    this.unmerge();
-    for (const [, l] of this.loraLayers()) l.disabled = true;
-    try {
-      return fn();
-    } finally {
-      for (const [, l] of this.loraLayers()) l.disabled = false;
-      if (merged.length) this.merge(merged);
+    this.#check();
+    if (typeof fn !== "function") throw new ConfigError("CONFIG_INVALID", `disableAdapters: fn must be a function, got ${typeof fn}`, { argument: "fn" });
+    const outer = this.#scopes === 0;
+    const layers = this.loraLayers();
+    const saved = outer ? layers.map(([, l]) => ({ l, disabled: l.disabled, merged: l.merged.slice(), weight: l.merged.length ? l.baseLayer.weight.toArray() : null })) : [];
+    if (outer) {
+      this.unmerge();
+      for (const [, l] of layers) l.disabled = true;
     }
+    this.#scopes++;
+    const done = () => {
+      this.#scopes--;
+      if (!outer) return;
+      for (const s of saved) {
+        s.l.disabled = s.disabled;
+        if (s.weight && !s.l.baseLayer.weight.freed) {
+          s.l.baseLayer.weight.data.set(s.weight);
+          s.l.merged = s.merged;
+        }
+      }
+    };
+    let r: R;
+    try {
+      r = fn();
+    } catch (e) {
+      done();
+      throw e;
+    }
+    if (r instanceof Promise) return r.finally(done) as R;
+    done();
+    return r;
   }
+
+  /** Alias of {@link disableAdapters}. */
+  withAdaptersDisabled<R>(fn: () => R): R {
+    return this.disableAdapters(fn);
+  }
+
+  /**
+   * Unmerges every adapter (`W -= s·B·A`, as PEFT) and returns the model with the LoRA layers replaced by their base
+   * layers; the adapters' memory is freed. This LoraModel is unusable afterwards (`USE_AFTER_FREE`).
+   */
+  unload(): Module {
+    this.#check();
+    this.#noScope("unload");
+    this.unmerge();
+    return this.#unload();
+  }
+
+  /** Merges the active adapters (or `adapterNames`) and returns the plain model (PEFT's `merge_and_unload`). */
+  mergeAndUnload(adapterNames: string[] = this.#active): Module {
+    this.#check();
+    this.#noScope("mergeAndUnload");
+    for (const n of adapterNames) if (!this.#peftConfig.has(n)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${n}" not found`, { adapter: n });
+    this.merge(adapterNames);
+    return this.#unload();
+  }
+
+  #noScope(what: string): void {
+    if (this.#scopes > 0) throw new StateError("ADAPTER_STATE", `${what}: not allowed inside disableAdapters(fn)`);
+  }
+
+  #unload(): Module {
+    for (const [name, layer] of this.loraLayers()) {
+      layer.merged = []; // merged values stay in the weight
+      for (const n of layer.adapterNames()) layer.deleteAdapter(n);
+      layer.releaseScratch();
+      this.model.setSubmodule(name, layer.baseLayer);
+    }
+    for (const p of this.model.parameters()) p.requiresGrad = true;
+    this.#unloaded = true;
+    return this.model;
+  }
+
   /** Stored values of an adapter (Σ r·(in + out)). */
   adapterSize(name: string): number {
+    this.#check();
     let n = 0;
     for (const [, layer] of this.loraLayers()) if (layer.loraA.get(name)) n += layer.weights(name).a.size + layer.weights(name).b.size;
     return n;
@@ -497,7 +610,8 @@ export class LoraModel {
 
   /** PEFT's LoRA files for one adapter, in memory. */
   saveAdapter(name: string): AdapterFiles {
-    const cfg = this.peftConfig.get(name);
+    this.#check();
+    const cfg = this.#peftConfig.get(name);
     if (!cfg) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found`);
     const tensors = new Map<string, TensorInput>();
     for (const [ln, layer] of this.loraLayers()) {
@@ -511,6 +625,9 @@ export class LoraModel {
 
   /** Loads PEFT's LoRA files as a new adapter (validated first). */
   loadAdapterFiles(configJson: string | Record<string, unknown>, bytes: Uint8Array, name: string): void {
+    this.#check();
+    checkAdapterName(name);
+    if (this.#peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`, { adapter: name });
     const cfg = LoraConfig.fromJSON(configJson);
     const file = readSafetensors(bytes);
     const values = new Map<string, { a: Float32Array; b: Float32Array }>();

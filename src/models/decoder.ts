@@ -22,7 +22,7 @@
  * const out = await lm.generate([[1, 2, 3]], { maxNewTokens: 20 });
  * ```
  */
-import { ShapeError, StateError } from "../errors.js";
+import { ConfigError, ShapeError, StateError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
 import { Module } from "../nn/module.js";
 import { Embedding, LayerNorm } from "../nn/norm.js";
@@ -184,7 +184,19 @@ function normParams(m: Module): { w: number; b: number; eps: number; kind: "rms"
   throw new StateError("ADAPTER_STATE", `${e.constructor.name} cannot be used as a decoder norm`);
 }
 
+/** Typed errors for a missing or wrong-typed ids argument or options object (never a raw TypeError). */
+export function checkIdsArgument(x: unknown, what: string): void {
+  if (x === null || typeof x !== "object" || typeof (x as { length?: unknown }).length !== "number") {
+    throw new ShapeError("SHAPE_MISMATCH", `${what} must be an array of token ids or of rows of them, got ${x === null ? "null" : typeof x}`, { argument: what });
+  }
+}
+
+export function checkOptionsArgument(opts: unknown, what: string): void {
+  if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `${what}: opts must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
+}
+
 function flatInts(x: ArrayLike<number> | ArrayLike<number>[], what: string): { data: number[]; rows: number; cols: number } {
+  checkIdsArgument(x, what);
   const first = (x as ArrayLike<unknown>)[0];
   if (x.length > 0 && typeof first === "object" && first !== null) {
     const rows = x as ArrayLike<number>[];
@@ -219,77 +231,86 @@ export class DecoderModel extends Module {
   /** Builds the module tree with zeroed weights (use `AutoModelForCausalLM.fromPretrained` to load a checkpoint). */
   constructor(config: DecoderConfig, family: DecoderFamily) {
     super();
-    this.config = config;
-    this.family = family;
-    const c = config;
-    // the root path (`model.decoder`): nested containers
-    const rootParts = family.root.split(".");
-    let parent: Module = this;
-    for (const p of rootParts) parent = parent.registerModule(p, new Container());
-    this.base = parent;
-    const has = (r: GlobalRole) => (family.has ? family.has(r, c) : true);
-    const norm = (): Module => (family.norm === "rms" ? new RMSNorm(c.hiddenSize, c.normEps) : new LayerNorm(c.hiddenSize, { eps: c.normEps }));
-    const dense = (inF: number, outF: number, bias: boolean): DenseLayer =>
-      family.linear === "conv1d" ? new Conv1D(outF, inF, { init: false }) : new Linear(inF, outF, { bias, init: false });
-    for (const [role, name] of family.globals) {
-      if (!has(role)) continue;
-      let m: Module;
-      switch (role) {
-        case "embed":
-          m = new Embedding(c.vocabSize, c.wordEmbedProjDim, { init: false });
-          break;
-        case "pos":
-          m = new Embedding(c.maxPositions + family.positionOffset, c.hiddenSize, { init: false });
-          break;
-        case "projIn":
-          m = new Linear(c.wordEmbedProjDim, c.hiddenSize, { bias: false, init: false });
-          break;
-        case "projOut":
-          m = new Linear(c.hiddenSize, c.wordEmbedProjDim, { bias: false, init: false });
-          break;
-        case "finalNorm":
-          m = norm();
-          break;
-        case "layers": {
-          const list = new Container();
-          for (let l = 0; l < c.numLayers; l++) {
-            const layer = list.registerModule(String(l), new Container());
-            this.#layers.push(layer);
-            for (const [lr, path] of family.layer) {
-              const parts = path.split(".");
-              let at: Module = layer;
-              for (const p of parts.slice(0, -1)) {
-                const existing = at.namedChildren().find(([n]) => n === p)?.[1];
-                at = existing ?? at.registerModule(p, new Container());
+    // every tensor or none: a failed allocation frees the ones already made
+    const rt = runtime();
+    const tx = rt.beginTransaction();
+    try {
+      this.config = config;
+      this.family = family;
+      const c = config;
+      // the root path (`model.decoder`): nested containers
+      const rootParts = family.root.split(".");
+      let parent: Module = this;
+      for (const p of rootParts) parent = parent.registerModule(p, new Container());
+      this.base = parent;
+      const has = (r: GlobalRole) => (family.has ? family.has(r, c) : true);
+      const norm = (): Module => (family.norm === "rms" ? new RMSNorm(c.hiddenSize, c.normEps) : new LayerNorm(c.hiddenSize, { eps: c.normEps }));
+      const dense = (inF: number, outF: number, bias: boolean): DenseLayer =>
+        family.linear === "conv1d" ? new Conv1D(outF, inF, { init: false }) : new Linear(inF, outF, { bias, init: false });
+      for (const [role, name] of family.globals) {
+        if (!has(role)) continue;
+        let m: Module;
+        switch (role) {
+          case "embed":
+            m = new Embedding(c.vocabSize, c.wordEmbedProjDim, { init: false });
+            break;
+          case "pos":
+            m = new Embedding(c.maxPositions + family.positionOffset, c.hiddenSize, { init: false });
+            break;
+          case "projIn":
+            m = new Linear(c.wordEmbedProjDim, c.hiddenSize, { bias: false, init: false });
+            break;
+          case "projOut":
+            m = new Linear(c.hiddenSize, c.wordEmbedProjDim, { bias: false, init: false });
+            break;
+          case "finalNorm":
+            m = norm();
+            break;
+          case "layers": {
+            const list = new Container();
+            for (let l = 0; l < c.numLayers; l++) {
+              const layer = list.registerModule(String(l), new Container());
+              this.#layers.push(layer);
+              for (const [lr, path] of family.layer) {
+                const parts = path.split(".");
+                let at: Module = layer;
+                for (const p of parts.slice(0, -1)) {
+                  const existing = at.namedChildren().find(([n]) => n === p)?.[1];
+                  at = existing ?? at.registerModule(p, new Container());
+                }
+                at.registerModule(parts[parts.length - 1], this.#makeLayerModule(lr, dense, norm));
               }
-              at.registerModule(parts[parts.length - 1], this.#makeLayerModule(lr, dense, norm));
             }
+            m = list;
+            break;
           }
-          m = list;
-          break;
         }
+        this.#globals.set(role, parent.registerModule(name, m));
       }
-      this.#globals.set(role, parent.registerModule(name, m));
+      const embed = this.#globals.get("embed") as Embedding;
+      this.lmHead = this.registerModule(
+        "lm_head",
+        new Linear(c.wordEmbedProjDim, c.vocabSize, { bias: false, init: false, ...(c.tieWordEmbeddings ? { weight: embed.weight } : {}) }),
+      );
+      this.#rope = c.rope ? new RotaryEmbedding(c.rope, c.maxPositions) : null;
+      const qkvOut = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
+      this.#ws = new Workspace({
+        h: c.hiddenSize,
+        x: Math.max(c.hiddenSize, c.wordEmbedProjDim),
+        e: c.wordEmbedProjDim,
+        q: family.linear === "conv1d" ? qkvOut : c.numHeads * c.headDim,
+        k: c.numKvHeads * c.headDim,
+        v: c.numKvHeads * c.headDim,
+        attn: c.numHeads * c.headDim,
+        tmp: Math.max(c.hiddenSize, c.wordEmbedProjDim),
+        g: c.intermediateSize,
+        u: c.intermediateSize,
+      });
+    } catch (e) {
+      rt.endTransaction(tx, false);
+      throw e;
     }
-    const embed = this.#globals.get("embed") as Embedding;
-    this.lmHead = this.registerModule(
-      "lm_head",
-      new Linear(c.wordEmbedProjDim, c.vocabSize, { bias: false, init: false, ...(c.tieWordEmbeddings ? { weight: embed.weight } : {}) }),
-    );
-    this.#rope = c.rope ? new RotaryEmbedding(c.rope, c.maxPositions) : null;
-    const qkvOut = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
-    this.#ws = new Workspace({
-      h: c.hiddenSize,
-      x: Math.max(c.hiddenSize, c.wordEmbedProjDim),
-      e: c.wordEmbedProjDim,
-      q: family.linear === "conv1d" ? qkvOut : c.numHeads * c.headDim,
-      k: c.numKvHeads * c.headDim,
-      v: c.numKvHeads * c.headDim,
-      attn: c.numHeads * c.headDim,
-      tmp: Math.max(c.hiddenSize, c.wordEmbedProjDim),
-      g: c.intermediateSize,
-      u: c.intermediateSize,
-    });
+    rt.endTransaction(tx, true);
     this.eval();
   }
 
@@ -324,11 +345,13 @@ export class DecoderModel extends Module {
    * by `getPeftModel` when the config names none: `q_proj`/`v_proj`, GPT-2's `c_attn`.
    */
   get defaultTargetModules(): string[] {
+    this.#check();
     return [...this.family.defaultTargets];
   }
 
   /** Module paths (HF names) of a layer's roles, e.g. `model.layers.3.self_attn.q_proj`. */
   modulePath(role: LayerRole, layer: number): string {
+    this.#check();
     const path = this.family.layer.find(([r]) => r === role)?.[1];
     if (path === undefined) throw new ShapeError("SHAPE_MISMATCH", `${this.config.modelType} has no "${role}" module`);
     const layersName = this.family.globals.find(([r]) => r === "layers")![1];
@@ -378,7 +401,7 @@ export class DecoderModel extends Module {
   }
 
   #check(): void {
-    if (this.#disposed) throw new StateError("USE_AFTER_FREE", "DecoderModel: used after dispose()");
+    if (this.#disposed) throw new StateError("USE_AFTER_FREE", "DecoderModel: used after dispose() (disposed)");
   }
 
   /**
@@ -390,6 +413,7 @@ export class DecoderModel extends Module {
    */
   override forward(inputIds: Tensor | ArrayLike<number> | ArrayLike<number>[], opts: DecoderForwardOptions = {}): Tensor {
     this.#check();
+    checkOptionsArgument(opts, "DecoderModel.forward");
     let ids: { data: number[]; rows: number; cols: number };
     if (inputIds instanceof Tensor) {
       const shape = inputIds.shape;
@@ -613,6 +637,8 @@ export class DecoderModel extends Module {
    */
   generate(inputIds: ArrayLike<number> | ArrayLike<number>[], opts: GenerateOptions = {}): Promise<GenerateResult> {
     this.#check();
+    checkIdsArgument(inputIds, "inputIds");
+    checkOptionsArgument(opts, "DecoderModel.generate");
     return generateTokens(this, inputIds, opts);
   }
 
@@ -627,6 +653,8 @@ export class DecoderModel extends Module {
    */
   stream(inputIds: ArrayLike<number> | ArrayLike<number>[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, GenerateResult> {
     this.#check();
+    checkIdsArgument(inputIds, "inputIds");
+    checkOptionsArgument(opts, "DecoderModel.stream");
     return streamTokens(this, inputIds, opts);
   }
 
@@ -645,8 +673,15 @@ export class DecoderModel extends Module {
     return this.#disposed;
   }
 
+  /** The weights by name (see {@link Module.stateDict}); `USE_AFTER_FREE` after {@link dispose}. */
+  override stateDict(): Record<string, Tensor> {
+    this.#check();
+    return super.stateDict();
+  }
+
   /** Bytes of wasm memory held by the weights (tied tensors counted once). */
   get weightBytes(): number {
+    this.#check();
     let n = 0;
     for (const p of this.parameters()) n += p.size * 4;
     return n;

@@ -13,8 +13,8 @@
  * cache.dispose();
  * ```
  */
-import { ShapeError, StateError } from "../errors.js";
-import { runtime, type F32Buffer, type I32Buffer } from "../runtime/runtime.js";
+import { RuntimeError, ShapeError, StateError } from "../errors.js";
+import { checkAllocation, runtime, type F32Buffer, type I32Buffer } from "../runtime/runtime.js";
 import type { DecoderConfig } from "./config.js";
 
 export interface KVCacheOptions {
@@ -28,13 +28,11 @@ export class KVCache {
   readonly numLayers: number;
   readonly numKvHeads: number;
   readonly headDim: number;
-  /** Number of filled positions (the same for every batch row). */
-  length = 0;
+  #length = 0;
   #k: F32Buffer[] = [];
   #v: F32Buffer[] = [];
   #mask: I32Buffer | null = null;
-  /** Next position id per batch row (real tokens seen so far). */
-  readonly nextPosition: Int32Array;
+  #nextPosition: Int32Array;
   #disposed = false;
 
   constructor(config: DecoderConfig, opts: KVCacheOptions) {
@@ -50,8 +48,11 @@ export class KVCache {
     const per = B * config.numKvHeads * L * config.headDim;
     const bytes = per * 4 * 2 * config.numLayers;
     if (!Number.isSafeInteger(bytes) || bytes >= 2 ** 32) {
-      throw new StateError("OUT_OF_MEMORY", `KVCache: ${bytes} bytes for batch ${B} × ${L} positions do not fit in wasm32 memory`, { bytes });
+      throw new RuntimeError("OUT_OF_MEMORY", `KVCache: ${bytes} bytes for batch ${B} × ${L} positions do not fit in wasm32 memory`, { bytes, tensor: "KVCache" });
     }
+    // each layer's key and value blocks are single heap blocks
+    checkAllocation(per, `KVCache layer keys [${B}, ${config.numKvHeads}, ${L}, ${config.headDim}]`);
+    checkAllocation(B * L, `KVCache mask [${B}, ${L}]`);
     const rt = runtime();
     try {
       for (let l = 0; l < config.numLayers; l++) {
@@ -63,11 +64,27 @@ export class KVCache {
       this.#free();
       throw e;
     }
-    this.nextPosition = new Int32Array(B);
+    this.#nextPosition = new Int32Array(B);
+  }
+
+  /** Number of filled positions (the same for every batch row). `USE_AFTER_FREE` after {@link dispose}. */
+  get length(): number {
+    this.#check();
+    return this.#length;
+  }
+  set length(n: number) {
+    this.#check();
+    this.#length = n;
+  }
+
+  /** Next position id per batch row (real tokens seen so far). `USE_AFTER_FREE` after {@link dispose}. */
+  get nextPosition(): Int32Array {
+    this.#check();
+    return this.#nextPosition;
   }
 
   #check(): void {
-    if (this.#disposed) throw new StateError("USE_AFTER_FREE", "KVCache: used after dispose()");
+    if (this.#disposed) throw new StateError("USE_AFTER_FREE", "KVCache: used after dispose() (disposed)");
   }
 
   /** @internal Pointers of layer `l`'s key and value blocks. */
@@ -91,9 +108,10 @@ export class KVCache {
     }
   }
 
-  /** Bytes of wasm memory held. */
+  /** Bytes of wasm memory held. `USE_AFTER_FREE` after {@link dispose}. */
   get bytes(): number {
-    return this.#disposed ? 0 : this.numLayers * 2 * this.batchSize * this.numKvHeads * this.maxLength * this.headDim * 4 + this.batchSize * this.maxLength * 4;
+    this.#check();
+    return this.numLayers * 2 * this.batchSize * this.numKvHeads * this.maxLength * this.headDim * 4 + this.batchSize * this.maxLength * 4;
   }
 
   get disposed(): boolean {

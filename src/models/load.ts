@@ -144,6 +144,12 @@ function planKeys(model: DecoderModel, keys: string[]): { plan: Map<string, stri
 
 /** Loads a checkpoint into a new model (see the module comment). */
 export async function loadDecoder(source: CheckpointSource, opts: FromPretrainedOptions = {}): Promise<DecoderModel> {
+  if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `fromPretrained: opts must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
+  if (typeof source !== "string" && (source === null || typeof source !== "object")) {
+    throw new ConfigError("CONFIG_INVALID", `fromPretrained: source must be a folder path, a URL, a record or Map of files, or a list of Files; got ${source === null ? "null" : typeof source}`, {
+      argument: "source",
+    });
+  }
   const signal = opts.signal;
   throwIfAborted(signal);
   const files = await openCheckpoint(source, { signal });

@@ -11,7 +11,7 @@
  * ```
  */
 import { ShapeError } from "../errors.js";
-import { runtime } from "../runtime/runtime.js";
+import { checkAllocation, runtime } from "../runtime/runtime.js";
 import { Linear } from "./linear.js";
 import { Module } from "./module.js";
 import { defaultRng, type Rng } from "./random.js";
@@ -52,13 +52,19 @@ export class Conv1D extends Module {
     this.inFeatures = nx;
     this.outFeatures = nf;
     const rng = opts.rng ?? defaultRng;
+    checkAllocation(nx * nf, `Conv1D.weight [${nx}, ${nf}]`);
     if (opts.init === false) this.weight = this.registerParameter("weight", Parameter.zeros([nx, nf]));
     else {
       const w = new Float32Array(nx * nf);
       for (let i = 0; i < w.length; i++) w[i] = 0.02 * rng.normal();
       this.weight = this.registerParameter("weight", Parameter.from(w, [nx, nf]));
     }
-    this.bias = this.registerParameter("bias", (opts.bias ?? true) ? Parameter.zeros([nf]) : null);
+    try {
+      this.bias = this.registerParameter("bias", (opts.bias ?? true) ? Parameter.zeros([nf]) : null);
+    } catch (e) {
+      this.weight.free(); // weight and bias, or neither
+      throw e;
+    }
   }
 
   /** Rows of `x` (product of the leading dimensions), after checking the last dimension. */

@@ -8,7 +8,7 @@
  * ```
  */
 import { ShapeError } from "../errors.js";
-import { runtime } from "../runtime/runtime.js";
+import { checkAllocation, runtime } from "../runtime/runtime.js";
 import { Module } from "./module.js";
 import { defaultRng, type Rng } from "./random.js";
 import { Parameter, Tensor, assertLive } from "./tensor.js";
@@ -38,6 +38,7 @@ export class Linear extends Module {
     }
     this.inFeatures = inFeatures;
     this.outFeatures = outFeatures;
+    if (!opts.weight) checkAllocation(outFeatures * inFeatures, `Linear.weight [${outFeatures}, ${inFeatures}]`);
     const rng = opts.rng ?? defaultRng;
     const bound = 1 / Math.sqrt(inFeatures);
     const init = opts.init ?? true;
@@ -52,13 +53,18 @@ export class Linear extends Module {
       for (let i = 0; i < wv.length; i++) wv[i] = rng.uniform(-bound, bound);
       w = Parameter.from(wv, [outFeatures, inFeatures]);
     } else w = Parameter.zeros([outFeatures, inFeatures]);
-    this.weight = this.registerParameter("weight", w);
     let b: Parameter | null = null;
     if (opts.bias ?? true) {
       const bv = new Float32Array(outFeatures);
       if (init) for (let i = 0; i < bv.length; i++) bv[i] = rng.uniform(-bound, bound);
-      b = Parameter.from(bv, [outFeatures]);
+      try {
+        b = Parameter.from(bv, [outFeatures]);
+      } catch (e) {
+        if (w !== opts.weight) w.free(); // weight and bias, or neither
+        throw e;
+      }
     }
+    this.weight = this.registerParameter("weight", w);
     this.bias = this.registerParameter("bias", b);
   }
 

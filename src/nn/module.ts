@@ -139,9 +139,12 @@ export abstract class Module {
     return out;
   }
 
-  /** The named tensors that make up the model (parameters and buffers), like PyTorch's `state_dict()`. Live tensors, not copies. */
+  /**
+   * The named tensors that make up the model (parameters and buffers), like PyTorch's `state_dict()`. Live tensors,
+   * not copies. The record has no prototype, so names such as `constructor` or `__proto__` are ordinary keys.
+   */
   stateDict(): Record<string, Tensor> {
-    const out: Record<string, Tensor> = {};
+    const out = Object.create(null) as Record<string, Tensor>;
     for (const [mn, m] of this.namedModules()) {
       for (const [pn, p] of m.#params) if (p) out[mn ? `${mn}.${pn}` : pn] = p;
       for (const [bn, b] of m.#buffers) out[mn ? `${mn}.${bn}` : bn] = b;
@@ -163,7 +166,12 @@ export abstract class Module {
     const result = this.#check(entries, own, opts.strict ?? true);
     // Convert everything first (a conversion error must not leave the model half-loaded).
     const values = new Map<string, ArrayLike<number>>();
-    for (const k of entries.keys()) if (k in own) values.set(k, entries.get(k)!.data());
+    for (const k of entries.keys()) if (Object.hasOwn(own, k)) values.set(k, entries.get(k)!.data());
+    for (const [k, v] of values) {
+      if (v === null || typeof v !== "object" || typeof v.length !== "number" || v.length !== own[k].size) {
+        throw new ShapeError("SHAPE_MISMATCH", `loadStateDict: "${k}" holds ${v?.length ?? typeof v} values for shape [${own[k].shape.join(", ")}]`, { tensor: k });
+      }
+    }
     for (const [k, v] of values) own[k].data.set(v);
     return result;
   }
@@ -171,10 +179,10 @@ export abstract class Module {
   #check(entries: Map<string, Entry>, own: Record<string, Tensor>, strict: boolean): LoadStateDictResult {
     const names = [...entries.keys()];
     const missing = Object.keys(own).filter((k) => !entries.has(k));
-    const unexpected = names.filter((k) => !(k in own));
+    const unexpected = names.filter((k) => !Object.hasOwn(own, k));
     const misShaped: string[] = [];
     for (const k of names) {
-      if (!(k in own)) continue;
+      if (!Object.hasOwn(own, k)) continue;
       const e = entries.get(k)!;
       const want = own[k].shape;
       if (e.shape.length !== want.length || e.shape.some((d, i) => d !== want[i])) misShaped.push(`${k}: file [${e.shape.join(", ")}], model [${want.join(", ")}]`);
@@ -209,7 +217,7 @@ export abstract class Module {
     }
     const own = this.stateDict();
     const result = this.#check(stateDictEntries(shapesOnly), own, opts.strict ?? true);
-    for (const k of source.names()) if (k in own) own[k].data.set(await source.f32(k));
+    for (const k of source.names()) if (Object.hasOwn(own, k)) own[k].data.set(await source.f32(k));
     return result;
   }
 
@@ -285,7 +293,7 @@ export abstract class Module {
   /** @internal Copies parameter and buffer values from `src` (same structure). */
   protected copyStateFrom(src: Module): this {
     const mine = this.stateDict();
-    for (const [k, t] of Object.entries(src.stateDict())) mine[k]?.data.set(t.data);
+    for (const [k, t] of Object.entries(src.stateDict())) if (Object.hasOwn(mine, k)) mine[k].data.set(t.data);
     this.training = src.training;
     return this;
   }
@@ -318,6 +326,7 @@ function stateDictEntries(src: StateDictSource): Map<string, Entry> {
       }
     }
   } else {
+    if (src === null || typeof src !== "object") throw new ShapeError("STATE_DICT_MISMATCH", `loadStateDict: source must be a Map, a record of tensors or a safetensors file, got ${src === null ? "null" : typeof src}`, { argument: "source" });
     for (const [k, v] of Object.entries(src as Record<string, TensorLike>)) {
       if (!isTensorLike(v)) throw new ShapeError("STATE_DICT_MISMATCH", `loadStateDict: "${k}" is not a tensor ({ shape, data })`);
       if (numel(v.shape) !== v.data.length) throw new ShapeError("SHAPE_MISMATCH", `loadStateDict: "${k}" has ${v.data.length} values for shape [${v.shape.join(", ")}]`);

@@ -26,6 +26,9 @@ export function numel(shape: readonly number[]): number {
 }
 
 function checkShape(shape: readonly number[], what: string): void {
+  if (!Array.isArray(shape)) {
+    throw new ShapeError("SHAPE_MISMATCH", `${what}: shape must be an array of sizes, got ${shape === null ? "null" : typeof shape}`, { argument: "shape", shape });
+  }
   for (const d of shape) {
     if (!Number.isSafeInteger(d) || d < 0) throw new ShapeError("SHAPE_MISMATCH", `${what}: invalid shape [${shape.join(", ")}]`, { shape });
   }
@@ -52,6 +55,9 @@ export class Tensor {
 
   /** A tensor holding a copy of `data` (default shape: `[data.length]`). */
   static from(data: ArrayLike<number> | TensorLike, shape?: readonly number[]): Tensor {
+    if (data === null || typeof data !== "object" || (!isTensorLike(data) && typeof (data as ArrayLike<number>).length !== "number")) {
+      throw new ShapeError("SHAPE_MISMATCH", `Tensor.from: data must be an array, a typed array or a tensor, got ${data === null ? "null" : typeof data}`, { argument: "data" });
+    }
     const src = isTensorLike(data) ? data.data : data;
     const shp = shape ?? (isTensorLike(data) ? data.shape : [src.length]);
     checkShape(shp, "Tensor.from");
@@ -61,13 +67,13 @@ export class Tensor {
         shape: shp,
       });
     }
-    return new Tensor(runtime().allocF32(src), shp);
+    return new Tensor(runtime().allocF32(src, `tensor [${shp.join(", ")}]`), shp);
   }
 
   /** A zero-filled tensor. */
   static zeros(shape: readonly number[]): Tensor {
     checkShape(shape, "Tensor.zeros");
-    return new Tensor(runtime().allocF32(numel(shape)), shape);
+    return new Tensor(runtime().allocF32(numel(shape), `tensor [${shape.join(", ")}]`), shape);
   }
 
   /** A tensor filled with `value`. */
@@ -225,5 +231,9 @@ export function expectShape(t: { shape: readonly number[] }, shape: readonly num
 }
 
 export function assertLive(t: Tensor, what: string): void {
+  if (!(t instanceof Tensor)) {
+    const got = t === null ? "null" : Array.isArray(t) ? "an array" : typeof t === "object" ? (t as object).constructor?.name ?? "an object" : typeof t;
+    throw new ShapeError("SHAPE_MISMATCH", `${what}: input x must be a Tensor, got ${got}`, { argument: "x" });
+  }
   if (t.freed) throw new StateError("USE_AFTER_FREE", `${what}: tensor was freed`);
 }

@@ -12,7 +12,7 @@
  * ```
  */
 import { instantiate as loaderInstantiate, instantiateSync as loaderInstantiateSync } from "@assemblyscript/loader";
-import { RuntimeError, StateError } from "../errors.js";
+import { ConfigError, RuntimeError, StateError } from "../errors.js";
 import type { Kernels } from "./kernels.js";
 import { WASM_SIMD_BASE64, WASM_RELAXED_BASE64 } from "./wasm.generated.js";
 
@@ -142,6 +142,37 @@ export class I32Buffer extends WasmBuffer<Int32Array> {
   }
 }
 
+/**
+ * The largest block the heap hands out, in bytes: AssemblyScript's TLSF caps a block at 1 GiB less its header, and
+ * `heap_request_size` (assembly/heap.ts) rounds requests of its last size class up to 32 MiB buckets, so 31 buckets
+ * (992 MiB) is the largest request that fits. Larger requests, and anything of 2³² bytes or more (which a 32-bit
+ * size would wrap to a tiny block), are refused with `OUT_OF_MEMORY` before reaching the heap.
+ */
+export const MAX_BLOCK_BYTES = 31 * 2 ** 25;
+
+/**
+ * Throws `RuntimeError` `OUT_OF_MEMORY` naming `what` and the size unless `elements` 4-byte values fit in one block
+ * of wasm memory ({@link MAX_BLOCK_BYTES}). For checks before anything (even a JS array) is built.
+ */
+export function checkAllocation(elements: number, what: string): void {
+  const bytes = elements * 4;
+  if (!Number.isSafeInteger(elements) || elements < 0) {
+    throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: invalid element count ${elements} for ${what}`, { elements, tensor: what });
+  }
+  if (bytes > MAX_BLOCK_BYTES) {
+    throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: cannot allocate ${fmtBytes(bytes)} for ${what}: one block of wasm memory holds at most ${fmtBytes(MAX_BLOCK_BYTES)}`, {
+      bytes,
+      limit: MAX_BLOCK_BYTES,
+      tensor: what,
+    });
+  }
+}
+
+/** Formats a byte count for error messages (`4294967296 bytes (4.00 GiB)`). */
+function fmtBytes(n: number): string {
+  return n >= 2 ** 20 ? `${n} bytes (${(n / 2 ** 30).toFixed(2)} GiB)` : `${n} bytes`;
+}
+
 /** The instantiated module: kernels, memory, views and allocation. */
 export class Runtime {
   /** The raw kernel exports (pointers and sizes). */
@@ -155,6 +186,9 @@ export class Runtime {
   #liveBytes = 0;
   #liveBlocks = 0;
   #peakBytes = 0;
+  #failAt = 0;
+  #allocations = 0;
+  #txs: WasmBuffer<Float32Array | Int32Array>[][] = [];
 
   constructor(exports: Kernels, variant: WasmVariant) {
     this.k = exports;
@@ -213,21 +247,104 @@ export class Runtime {
     return this.#liveBlocks;
   }
 
-  /** Allocates `bytes` (16-byte aligned). Prefer {@link allocF32}/{@link allocI32}. */
-  allocBytes(bytes: number): number {
-    if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: invalid allocation size ${bytes}`);
+  /**
+   * @internal Fault injection (tests): the `n`-th subsequent allocation of a non-empty block throws `RuntimeError`
+   * `OUT_OF_MEMORY` (once; later allocations succeed again). `n = 1` fails the next one; `null` or `0` disarms.
+   * ```ts
+   * rt.failAfter(3);   // the third allocation from now fails
+   * ```
+   */
+  failAfter(n: number | null): void {
+    if (n !== null && (!Number.isSafeInteger(n) || n < 0)) throw new RuntimeError("OUT_OF_MEMORY", `failAfter: n must be a non-negative integer or null, got ${n}`);
+    this.#failAt = n ? this.#allocations + n : 0;
+  }
+
+  /** @internal Number of non-empty blocks allocated since instantiation (with {@link failAfter}, for tests). */
+  get allocations(): number {
+    return this.#allocations;
+  }
+
+  /**
+   * Allocates `bytes` (16-byte aligned). Prefer {@link allocF32}/{@link allocI32}. Sizes that are not safe integers,
+   * negative, or over {@link MAX_BLOCK_BYTES} throw `OUT_OF_MEMORY` (naming `what`, when given) without touching the heap.
+   */
+  allocBytes(bytes: number, what?: string): number {
+    const of = what ? ` for ${what}` : "";
+    if (!Number.isSafeInteger(bytes) || bytes < 0) {
+      throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: invalid allocation size ${bytes}${of}`, { bytes, ...(what ? { tensor: what } : {}) });
+    }
     if (bytes === 0) return 0;
+    if (bytes > MAX_BLOCK_BYTES) {
+      throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: cannot allocate ${fmtBytes(bytes)}${of}: one block of wasm memory holds at most ${fmtBytes(MAX_BLOCK_BYTES)}`, {
+        bytes,
+        limit: MAX_BLOCK_BYTES,
+        ...(what ? { tensor: what } : {}),
+      });
+    }
+    this.#allocations++;
+    if (this.#failAt !== 0 && this.#allocations >= this.#failAt) {
+      this.#failAt = 0;
+      throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: cannot allocate ${bytes} bytes${of} (injected fault)`, { bytes, injected: true, ...(what ? { tensor: what } : {}) });
+    }
     let ptr: number;
     try {
       ptr = this.k.alloc(bytes) >>> 0;
     } catch (e) {
-      throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: cannot allocate ${bytes} bytes in wasm memory (${this.memoryBytes} bytes in use): ${(e as Error).message}`);
+      throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: cannot allocate ${fmtBytes(bytes)}${of} in wasm memory (${this.memoryBytes} bytes in use): ${(e as Error).message}`, {
+        bytes,
+        ...(what ? { tensor: what } : {}),
+      });
     }
-    if (ptr === 0) throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: cannot allocate ${bytes} bytes in wasm memory`);
+    if (ptr === 0) throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: cannot allocate ${fmtBytes(bytes)}${of} in wasm memory`, { bytes, ...(what ? { tensor: what } : {}) });
     this.#liveBytes += bytes;
     this.#liveBlocks++;
     if (this.#liveBytes > this.#peakBytes) this.#peakBytes = this.#liveBytes;
     return ptr;
+  }
+
+  /** Byte size of `n` 4-byte elements, checked (a typed OUT_OF_MEMORY naming `what` when too large). */
+  #bytesOf(n: number, what?: string): number {
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: invalid element count ${n}${what ? ` for ${what}` : ""}`, { elements: n, ...(what ? { tensor: what } : {}) });
+    }
+    return n * 4;
+  }
+
+  /** Records a buffer in the innermost {@link transaction}. */
+  #track<B extends WasmBuffer<Float32Array | Int32Array>>(b: B): B {
+    const tx = this.#txs[this.#txs.length - 1];
+    if (tx) tx.push(b);
+    return b;
+  }
+
+  /**
+   * @internal Runs `fn`; if it throws, every buffer allocated through this runtime during `fn` (and not freed) is
+   * freed, so a failed constructor or load leaks nothing. Nested transactions hand their buffers to the outer one.
+   */
+  transaction<R>(fn: () => R): R {
+    const tx = this.beginTransaction();
+    let ok = false;
+    try {
+      const r = fn();
+      ok = true;
+      return r;
+    } finally {
+      this.endTransaction(tx, ok);
+    }
+  }
+
+  /** @internal The two halves of {@link transaction}, for constructors: `endTransaction(tx, false)` frees what was allocated since. */
+  beginTransaction(): number {
+    this.#txs.push([]);
+    return this.#txs.length;
+  }
+
+  /** @internal See {@link beginTransaction}. */
+  endTransaction(tx: number, ok: boolean): void {
+    if (this.#txs.length !== tx) throw new StateError("ADAPTER_STATE", `runtime: transactions closed out of order (${tx} of ${this.#txs.length})`);
+    const held = this.#txs.pop()!;
+    if (ok) this.#txs[this.#txs.length - 1]?.push(...held);
+    else for (const b of held) b.free();
   }
 
   /** Frees a block from {@link allocBytes}. */
@@ -239,18 +356,23 @@ export class Runtime {
   }
 
   /** A zeroed f32 buffer of `length` elements, or a copy of `data`. */
-  allocF32(lengthOrData: number | ArrayLike<number>): F32Buffer {
+  allocF32(lengthOrData: number | ArrayLike<number>, what?: string): F32Buffer {
     const n = typeof lengthOrData === "number" ? lengthOrData : lengthOrData.length;
-    const b = new F32Buffer(this, this.allocBytes(n * 4), n);
+    const b = this.#track(new F32Buffer(this, this.allocBytes(this.#bytesOf(n, what), what), n));
     if (typeof lengthOrData === "number") b.view.fill(0);
     else b.view.set(lengthOrData);
     return b;
   }
 
+  /** @internal An f32 buffer whose contents are left as the heap had them (the caller writes every element). */
+  allocF32Uninit(n: number, what?: string): F32Buffer {
+    return this.#track(new F32Buffer(this, this.allocBytes(this.#bytesOf(n, what), what), n));
+  }
+
   /** A zeroed i32 buffer of `length` elements, or a copy of `data`. */
-  allocI32(lengthOrData: number | ArrayLike<number>): I32Buffer {
+  allocI32(lengthOrData: number | ArrayLike<number>, what?: string): I32Buffer {
     const n = typeof lengthOrData === "number" ? lengthOrData : lengthOrData.length;
-    const b = new I32Buffer(this, this.allocBytes(n * 4), n);
+    const b = this.#track(new I32Buffer(this, this.allocBytes(this.#bytesOf(n, what), what), n));
     if (typeof lengthOrData === "number") b.view.fill(0);
     else b.view.set(lengthOrData);
     return b;
@@ -292,6 +414,30 @@ export interface Scratch {
 
 let current: Runtime | null = null;
 
+function checkOptions(opts: InitOptions, what: string): void {
+  if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `${what}: options must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
+  const v = opts.variant;
+  if (v !== undefined && v !== "simd" && v !== "relaxed-simd") {
+    throw new ConfigError("CONFIG_INVALID", `${what}: variant must be "simd" or "relaxed-simd", got ${JSON.stringify(v)}`, { argument: "variant", value: v });
+  }
+}
+
+/**
+ * Replacing the shared runtime by another build would leave every live tensor, model and adapter pointing into the
+ * old module's memory while the kernels run on the new one: refused (StateError `ADAPTER_STATE`) while the current
+ * runtime holds live buffers. Asking again for the running variant is a no-op.
+ */
+function refuseSwitch(opts: InitOptions, what: string): void {
+  if (current && opts.variant && opts.variant !== current.variant && current.liveBlocks > 0) {
+    throw new StateError(
+      "ADAPTER_STATE",
+      `${what}({ variant: "${opts.variant}" }): the "${current.variant}" runtime is already in use (${current.liveBlocks} live buffers); ` +
+        `free every tensor and model first, or use createRuntime() for a separate instance`,
+      { variant: opts.variant, current: current.variant, liveBlocks: current.liveBlocks },
+    );
+  }
+}
+
 // The loader supplies `env.abort` (and `trace`/`seed`); the kernels need nothing else.
 function imports(): Record<string, never> {
   return {};
@@ -302,7 +448,9 @@ function imports(): Record<string, never> {
  * Returns the existing runtime when already initialized.
  */
 export function initSync(opts: InitOptions = {}): Runtime {
+  checkOptions(opts, "initSync");
   if (current && (!opts.variant || opts.variant === current.variant)) return current;
+  refuseSwitch(opts, "initSync");
   const { bytes, variant } = chooseBytes(opts);
   const mod = new WebAssembly.Module(bytes);
   const inst = loaderInstantiateSync<Kernels>(mod, imports());
@@ -318,9 +466,15 @@ export function initSync(opts: InitOptions = {}): Runtime {
  * ```
  */
 export async function init(opts: InitOptions = {}): Promise<Runtime> {
+  checkOptions(opts, "init");
   if (current && (!opts.variant || opts.variant === current.variant)) return current;
+  refuseSwitch(opts, "init");
   const { bytes, variant } = chooseBytes(opts);
   const inst = await loaderInstantiate<Kernels>(bytes, imports());
+  // another init() may have finished while this one was instantiating: keep the first runtime (its buffers may
+  // already be in use) unless it is still unused and of another variant
+  if (current && current.variant === variant) return current;
+  refuseSwitch(opts, "init");
   current = new Runtime(inst.exports as unknown as Kernels, variant);
   return current;
 }

@@ -546,7 +546,7 @@ export class ShiraConfig {
     const unknown: string[] = [];
     for (const [key, value] of Object.entries(obj)) {
       if (key === "peft_type") continue;
-      const field = JSON_TO_FIELD[key];
+      const field = Object.hasOwn(JSON_TO_FIELD, key) ? JSON_TO_FIELD[key] : undefined;
       if (field === undefined) unknown.push(key);
       else init[field] = value;
     }
@@ -599,4 +599,23 @@ export class ShiraConfig {
     }
     return config;
   }
+}
+
+/**
+ * Checks an adapter name before anything is written: a non-empty string of at most 255 UTF-8 bytes, without NUL,
+ * `/` or `\\` (it becomes a folder name when saved), not starting with `.` or white space. Names such as
+ * `constructor` or `__proto__` are ordinary names. Throws `ConfigError` `CONFIG_INVALID`.
+ */
+export function checkAdapterName(name: unknown, what = "adapter name"): asserts name is string {
+  const fail = (why: string): never => {
+    throw new ConfigError("CONFIG_INVALID", `${what} ${typeof name === "string" ? JSON.stringify(name) : String(name)} ${why}`, { adapter: name, argument: "adapterName" });
+  };
+  if (typeof name !== "string") fail(`must be a string, got ${name === null ? "null" : typeof name}`);
+  const n = name as string;
+  if (n.length === 0) fail("must be non-empty");
+  if (n.includes("\0")) fail("must not contain NUL");
+  if (n.includes("/") || n.includes("\\")) fail('must not contain "/" or "\\"');
+  if (n.startsWith(".") || /^\s/.test(n)) fail('must not start with "." or white space');
+  const bytes = new TextEncoder().encode(n).length;
+  if (bytes > 255) fail(`is ${bytes} bytes in UTF-8 (at most 255)`);
 }

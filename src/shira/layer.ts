@@ -36,8 +36,7 @@ import { F32Buffer, runtime, type I32Buffer } from "../runtime/runtime.js";
 
 /** An f32 buffer for gathered base values (not zero-filled: the gather writes every element). */
 function savedBuffer(n: number): F32Buffer {
-  const rt = runtime();
-  return new F32Buffer(rt, rt.allocBytes(n * 4), n);
+  return runtime().allocF32Uninit(n, "saved base values");
 }
 
 /** One adapter's sparse delta on one layer. */
@@ -84,10 +83,12 @@ export class ShiraAdapterWeights {
       rowPtr[row + 1]++;
     }
     for (let i = 0; i < storedRows; i++) rowPtr[i + 1] += rowPtr[i];
-    this.indices = rt.allocI32(flat);
-    this.rowPtr = rt.allocI32(rowPtr);
-    this.cols = rt.allocI32(cols);
-    this.weight = Parameter.from(values, [nnz]);
+    // all four buffers or none (a failed allocation frees the ones already made)
+    const [indices, rp, cl, weight] = rt.transaction(() => [rt.allocI32(flat), rt.allocI32(rowPtr), rt.allocI32(cols), Parameter.from(values, [nnz])] as const);
+    this.indices = indices;
+    this.rowPtr = rp;
+    this.cols = cl;
+    this.weight = weight;
   }
 
   /**
@@ -218,17 +219,33 @@ export class ShiraLinear extends Module {
    */
   addAdapter(name: string, r: number, flat: Int32Array, values?: ArrayLike<number>, initWeights = true): ShiraAdapterWeights {
     if (this.adapters.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists on this layer`);
+    const a = ShiraLinear.buildAdapter(this.baseLayer, r, flat, values, initWeights);
+    this.attachAdapter(name, a);
+    return a;
+  }
+
+  /**
+   * @internal The wasm buffers of an adapter for `base` (see {@link addAdapter} for the arguments), not attached to
+   * any layer: the model builds every layer's adapter first, then attaches them all ({@link attachAdapter}), so that
+   * a failed allocation changes no layer.
+   */
+  static buildAdapter(base: DenseLayer, r: number, flat: Int32Array, values?: ArrayLike<number>, initWeights = true): ShiraAdapterWeights {
     let v: Float32Array;
     if (values) v = values instanceof Float32Array ? values : Float32Array.from(values);
     else {
       v = new Float32Array(flat.length);
       if (!initWeights) for (let i = 0; i < v.length; i++) v[i] = defaultRng.normal();
     }
-    const stored = ShiraAdapterWeights.toStored(flat, v, this.outFeatures, this.inFeatures, this.fanInFanOut);
-    const a = new ShiraAdapterWeights(r, stored.flat, stored.values, this.outFeatures, this.inFeatures, this.fanInFanOut);
+    const fanInFanOut = isFanInFanOut(base);
+    const stored = ShiraAdapterWeights.toStored(flat, v, base.outFeatures, base.inFeatures, fanInFanOut);
+    return new ShiraAdapterWeights(r, stored.flat, stored.values, base.outFeatures, base.inFeatures, fanInFanOut);
+  }
+
+  /** @internal Attaches adapter weights from {@link buildAdapter} under `name` (allocates nothing). */
+  attachAdapter(name: string, a: ShiraAdapterWeights): void {
+    if (this.adapters.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists on this layer`);
     this.adapters.set(name, a);
     this.#shiraWeight.registerParameter(name, a.weight);
-    return a;
   }
 
   /** The `[out, in]` position (row = output index, col = input index) of flat index `p` of the stored weight. */
@@ -263,8 +280,9 @@ export class ShiraLinear extends Module {
     if (!a) return;
     if (this.#fused.some((e) => e.name === name)) {
       const rest = this.#fused.filter((e) => e.name !== name);
+      const bufs = this.prepareFuse(rest);
       this.restoreBase();
-      this.fuse(rest);
+      this.fuse(rest, bufs);
     }
     this.#shiraWeight.removeParameter(name);
     a.free();
@@ -291,18 +309,55 @@ export class ShiraLinear extends Module {
   }
 
   /**
+   * @internal Buffers for {@link fuse}: one per listed adapter that is on this layer, by name, all or none (a
+   * failed allocation frees the ones already made). Allocated before any weight changes.
+   */
+  prepareFuse(entries: readonly { name: string }[]): Map<string, F32Buffer> {
+    const rt = runtime();
+    return rt.transaction(() => {
+      const out = new Map<string, F32Buffer>();
+      for (const e of entries) {
+        const a = this.adapters.get(e.name);
+        if (a && !out.has(e.name)) out.set(e.name, savedBuffer(a.nnz));
+      }
+      return out;
+    });
+  }
+
+  /**
    * Fuses adapters into the live weight, after any already fused: for each, gather the current values at its
    * positions (kept for the exact restore), then `W[idx] += f32(v * coef)`. O(nnz). Trusts its arguments
-   * (the model validates names and coefficients first).
+   * (the model validates names and coefficients first). `prepared` (from {@link prepareFuse}) supplies the buffers
+   * for the gathered values, so that nothing is allocated once weights change; unused ones are freed.
    */
-  fuse(entries: readonly FusedEntry[]): void {
+  fuse(entries: readonly FusedEntry[], prepared?: Map<string, F32Buffer>): void {
+    const bufs = prepared ?? this.prepareFuse(entries);
+    const todo: [FusedEntry, ShiraAdapterWeights, F32Buffer][] = [];
+    try {
+      for (const e of entries) {
+        const a = this.adapters.get(e.name);
+        if (!a) continue;
+        if (a.saved || this.#fused.some((f) => f.name === e.name) || todo.some(([t]) => t.name === e.name)) {
+          throw new StateError("ADAPTER_STATE", `adapter "${e.name}" is already fused on this layer`, { adapter: e.name });
+        }
+        let b = bufs.get(e.name);
+        if (!b || b.freed || b.length !== a.nnz) {
+          b?.free();
+          b = savedBuffer(a.nnz);
+          bufs.set(e.name, b);
+        }
+        todo.push([e, a, b]);
+      }
+    } catch (err) {
+      for (const b of bufs.values()) b.free();
+      throw err;
+    }
+    const used = new Set(todo.map(([, , b]) => b));
+    for (const b of bufs.values()) if (!used.has(b)) b.free();
     const k = runtime().k;
     const w = this.baseLayer.weight.ptr;
-    for (const e of entries) {
-      const a = this.adapters.get(e.name);
-      if (!a) continue;
-      if (a.saved) throw new StateError("ADAPTER_STATE", `adapter "${e.name}" is already fused on this layer`);
-      a.saved = savedBuffer(a.nnz);
+    for (const [e, a, b] of todo) {
+      a.saved = b;
       // gather + scatter-add in one sweep: saved = W[idx]; W[idx] = saved + f32(v * coef)
       k.f32_gather_scatter_add(w, a.indices.ptr, a.saved.ptr, a.weight.ptr, Math.fround(e.coef), a.nnz);
       this.#fused.push({ name: e.name, coef: Math.fround(e.coef) });
@@ -413,8 +468,9 @@ export class ShiraLinear extends Module {
       return;
     }
     const entries = this.#fused.slice();
+    const bufs = this.prepareFuse(entries);
     this.restoreBase();
-    this.fuse(entries);
+    this.fuse(entries, bufs);
   }
 
   /**

@@ -18,10 +18,10 @@ import { isDenseLayer, isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
 import { Module } from "../nn/module.js";
 import type { Tensor } from "../nn/tensor.js";
 import { ShiraConfig } from "./config.js";
-import { matchesTarget } from "./config.js";
+import { checkAdapterName, matchesTarget } from "./config.js";
 import { builtinMaskFn, maskBudget, normalizeMask, type BuiltinMaskType, type MaskFn } from "./mask.js";
 import { ShiraLinear, type FusedEntry } from "./layer.js";
-import type { F32Buffer } from "../runtime/runtime.js";
+import { runtime, type F32Buffer } from "../runtime/runtime.js";
 import { ModulesToSaveWrapper, findModulesToSave } from "./modules-to-save.js";
 import { calibrationGradients, type Calibration } from "../train/calibrate.js";
 import { parseAdapter, readAdapterFiles, saveAdapterFiles, saveAdaptersToDir, type AdapterFiles, type AdapterSource, type ParsedAdapter } from "../io/peft.js";
@@ -61,7 +61,11 @@ export interface FuseEntry {
 }
 
 export interface MergeOptions {
-  /** Check for NaN/Inf before touching any weight (PEFT's `safe_merge`). */
+  /**
+   * Check for NaN/Inf before touching any weight (PEFT's `safe_merge`). Without it, a sum that overflows float32
+   * (finite values and scales, since files and `setScale` refuse NaN/±Inf) is written as ±Inf, as PEFT does; `unmerge`
+   * still restores the base exactly.
+   */
   safeMerge?: boolean;
   /** Adapters to merge (default: the active ones). */
   adapterNames?: string[];
@@ -74,7 +78,8 @@ interface Target {
   values?: Float32Array;
 }
 
-const NAME_RE = /^[^./\\\s][^/\\]*$/;
+
+type Prepared = Map<ShiraLinear, Map<string, F32Buffer>>;
 
 /** `src[rows, cols]` -> a new `[cols, rows]` array. */
 function transposed(src: Float32Array, rows: number, cols: number): Float32Array {
@@ -94,8 +99,7 @@ function warnOnce(message: string): void {
 export class ShiraModel {
   /** The wrapped model (modified in place: targets become `ShiraLinear`, as PEFT does). */
   readonly model: Module;
-  /** Adapter configurations by name (PEFT's `peft_config`). */
-  readonly peftConfig = new Map<string, ShiraConfig>();
+  #peftConfig = new Map<string, ShiraConfig>();
   #active: string[] = [];
   #fused: { name: string; weight: number }[] = [];
   #disabled = false;
@@ -114,62 +118,78 @@ export class ShiraModel {
 
   // ------------------------------------------------------------------ structure
 
+  /** Adapter configurations by name (PEFT's `peft_config`). */
+  get peftConfig(): Map<string, ShiraConfig> {
+    this.#check();
+    return this.#peftConfig;
+  }
+
   /** Adapted layers by module name, in `namedModules` order. */
   shiraLayers(): [string, ShiraLinear][] {
+    this.#check();
     return this.model.namedModules().filter((e): e is [string, ShiraLinear] => e[1] instanceof ShiraLinear);
   }
 
   /** `modulesToSave` wrappers by module name. */
   modulesToSaveWrappers(): [string, ModulesToSaveWrapper][] {
+    this.#check();
     return this.model.namedModules().filter((e): e is [string, ModulesToSaveWrapper] => e[1] instanceof ModulesToSaveWrapper);
   }
 
   /** PyTorch-style names of the wrapped model's modules. */
   namedModules(): [string, Module][] {
+    this.#check();
     return this.model.namedModules();
   }
 
   /** Adapter names, in creation order. */
   get adapterNames(): string[] {
-    return [...this.peftConfig.keys()];
+    this.#check();
+    return [...this.#peftConfig.keys()];
   }
 
   /** The adapters the forward uses, in order (PEFT's `active_adapters`). */
   get activeAdapters(): string[] {
+    this.#check();
     return this.#active.slice();
   }
 
   /** The first active adapter (PEFT's `active_adapter`). */
   get activeAdapter(): string {
+    this.#check();
     return this.#active[0];
   }
 
   /** Adapters fused into the weights, in fusion order (PEFT's `merged_adapters`). */
   get mergedAdapters(): string[] {
+    this.#check();
     return this.#fused.map((f) => f.name);
   }
 
   /** Fused adapters with their fusion weights. */
   get fusedAdapters(): { name: string; weight: number }[] {
+    this.#check();
     return this.#fused.map((f) => ({ ...f }));
   }
 
   /** Whether any adapter is fused into the weights (PEFT's `merged`). */
   get merged(): boolean {
+    this.#check();
     return this.#fused.length > 0;
   }
 
   /** Whether adapter layers are currently disabled. */
   get adaptersDisabled(): boolean {
+    this.#check();
     return this.#disabled;
   }
 
   #check(): void {
-    if (this.#unloaded) throw new StateError("ADAPTER_STATE", "this ShiraModel was unloaded (mergeAndUnload/unload); use the returned model");
+    if (this.#unloaded) throw new StateError("USE_AFTER_FREE", "ShiraModel: used after unload() / mergeAndUnload() (disposed); use the model they returned");
   }
 
   #requireAdapter(name: string): ShiraConfig {
-    const c = this.peftConfig.get(name);
+    const c = this.#peftConfig.get(name);
     if (!c) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found (adapters: ${this.adapterNames.join(", ") || "none"})`, { adapter: name });
     return c;
   }
@@ -199,10 +219,8 @@ export class ShiraModel {
    */
   addAdapter(name: string, config: ShiraConfig, opts: AddAdapterOptions = {}): void {
     this.#check();
-    if (typeof name !== "string" || !NAME_RE.test(name)) {
-      throw new ConfigError("CONFIG_INVALID", `adapter name ${JSON.stringify(name)} must be non-empty and contain no "/", "\\" or leading "."`, { adapter: name });
-    }
-    if (this.peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`, { adapter: name });
+    checkAdapterName(name);
+    if (this.#peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`, { adapter: name });
     if (!(config instanceof ShiraConfig)) throw new ConfigError("CONFIG_INVALID", "addAdapter: config must be a ShiraConfig");
     // PEFT's `_prepare_adapter_config`: without target_modules, a transformers model's defaults for its model_type
     const defaults = (this.model as { defaultTargetModules?: unknown }).defaultTargetModules;
@@ -224,30 +242,37 @@ export class ShiraModel {
       );
       config.fanInFanOut = fanInFanOut;
     }
-    const mtsNames = [...findModulesToSave(this.model, config.modulesToSave).keys()];
-    // 2. mutate
-    const wasEmpty = this.peftConfig.size === 0;
-    for (const t of targets) {
+    const mts = [...findModulesToSave(this.model, config.modulesToSave)];
+    // 2. allocate every layer's buffers and every modules_to_save copy (all or none)
+    const rt = runtime();
+    const { built, copies } = rt.transaction(() => ({
+      built: targets.map((t) => ShiraLinear.buildAdapter(t.layer instanceof ShiraLinear ? t.layer.baseLayer : t.layer, config.r, t.flat, t.values, config.initWeights)),
+      copies: mts.map(([, original]) => ModulesToSaveWrapper.makeCopy(original)),
+    }));
+    // 3. mutate (nothing below allocates wasm memory or validates)
+    const wasEmpty = this.#peftConfig.size === 0;
+    targets.forEach((t, i) => {
       let layer: ShiraLinear;
       if (t.layer instanceof ShiraLinear) layer = t.layer;
       else {
         layer = new ShiraLinear(t.layer);
         this.model.setSubmodule(t.name, layer);
       }
-      layer.addAdapter(name, config.r, t.flat, t.values, config.initWeights);
+      layer.attachAdapter(name, built[i]);
       layer.activeAdapters = this.#active.slice();
       layer.disabled = this.#disabled;
-    }
-    for (const n of mtsNames) {
+    });
+    mts.forEach(([n], i) => {
       let w = this.model.getSubmodule(n);
       if (!(w instanceof ModulesToSaveWrapper)) {
         const wrapper = new ModulesToSaveWrapper(w);
+        wrapper.disabled = this.#disabled;
         this.model.setSubmodule(n, wrapper);
         w = wrapper;
       }
-      (w as ModulesToSaveWrapper).addAdapter(name);
-    }
-    this.peftConfig.set(name, config);
+      (w as ModulesToSaveWrapper).attachCopy(name, copies[i]);
+    });
+    this.#peftConfig.set(name, config);
     if (wasEmpty) this.#freezeBase();
     this.#updateTrainable();
   }
@@ -304,7 +329,7 @@ export class ShiraModel {
       const names = targets.map((t) => t.name);
       const cal = opts.calibration;
       const kind = config.maskType as "grad" | "snip";
-      extra["gradients"] = this.peftConfig.size === 0 ? calibrationGradients(this.model, names, cal, kind) : this.disableAdapters(() => calibrationGradients(this.model, names, cal, kind));
+      extra["gradients"] = this.#peftConfig.size === 0 ? calibrationGradients(this.model, names, cal, kind) : this.disableAdapters(() => calibrationGradients(this.model, names, cal, kind));
     }
     for (const t of targets) {
       const lin = t.layer instanceof ShiraLinear ? t.layer.baseLayer : t.layer;
@@ -342,9 +367,9 @@ export class ShiraModel {
   /** Active adapters are trainable (unless their config is in inference mode); others are frozen. */
   #updateTrainable(): void {
     for (const [, layer] of this.shiraLayers()) {
-      for (const [n, a] of layer.adapters) a.weight.requiresGrad = this.#active.includes(n) && !this.peftConfig.get(n)!.inferenceMode;
+      for (const [n, a] of layer.adapters) a.weight.requiresGrad = this.#active.includes(n) && !this.#peftConfig.get(n)!.inferenceMode;
     }
-    for (const [, w] of this.modulesToSaveWrappers()) w.setActive(this.#active, (n) => !this.peftConfig.get(n)?.inferenceMode);
+    for (const [, w] of this.modulesToSaveWrappers()) w.setActive(this.#active, (n) => !this.#peftConfig.get(n)?.inferenceMode);
   }
 
   /**
@@ -357,6 +382,9 @@ export class ShiraModel {
    */
   setAdapter(names: string | string[]): void {
     this.#check();
+    if (typeof names !== "string" && !Array.isArray(names)) {
+      throw new ConfigError("CONFIG_INVALID", `setAdapter: names must be an adapter name or a list of names, got ${names === null ? "null" : typeof names}`, { argument: "names" });
+    }
     const list = typeof names === "string" ? [names] : names.slice();
     if (list.length === 0) throw new ConfigError("CONFIG_INVALID", "setAdapter: give at least one adapter name");
     for (const n of list) this.#requireAdapter(n);
@@ -380,16 +408,13 @@ export class ShiraModel {
   deleteAdapter(name: string): void {
     this.#check();
     this.#requireAdapter(name);
-    if (this.#fused.some((f) => f.name === name)) {
-      const rest = this.#fused.filter((f) => f.name !== name);
-      this.#restoreAll();
-      this.#fuseAll(rest);
-    }
+    this.#noDisabledScope("deleteAdapter");
+    if (this.#fused.some((f) => f.name === name)) this.#refuse(this.#fused.filter((f) => f.name !== name));
     for (const [, layer] of this.shiraLayers()) layer.deleteAdapter(name);
     for (const [, w] of this.modulesToSaveWrappers()) w.deleteAdapter(name);
-    this.peftConfig.delete(name);
+    this.#peftConfig.delete(name);
     let active = this.#active.filter((n) => n !== name);
-    if (active.length === 0 && this.peftConfig.size > 0) active = [this.adapterNames[0]];
+    if (active.length === 0 && this.#peftConfig.size > 0) active = [this.adapterNames[0]];
     this.#setActive(active);
   }
 
@@ -399,18 +424,19 @@ export class ShiraModel {
   setScale(adapter: string, scale: number): void {
     this.#check();
     this.#requireAdapter(adapter);
-    if (typeof scale !== "number" || !Number.isFinite(scale)) {
-      throw new ConfigError("CONFIG_INVALID", `setScale: scale for "${adapter}" must be a finite number, got ${scale}`, { adapter, value: scale });
+    if (typeof scale !== "number" || !Number.isFinite(scale) || !Number.isFinite(Math.fround(scale))) {
+      throw new ConfigError("CONFIG_INVALID", `setScale: scale for "${adapter}" must be a finite float32 number, got ${scale}`, { adapter, value: scale, argument: "scale" });
     }
-    const refuse = this.#fused.some((f) => f.name === adapter);
-    const fused = this.#fused.slice();
-    if (refuse) this.#restoreAll();
-    for (const [, layer] of this.shiraLayers()) layer.setScale(adapter, scale);
-    if (refuse) this.#fuseAll(fused);
+    const set = () => {
+      for (const [, layer] of this.shiraLayers()) layer.setScale(adapter, scale);
+    };
+    if (this.#fused.some((f) => f.name === adapter)) this.#refuse(this.#fused.slice(), set);
+    else set();
   }
 
   /** The scaling of an adapter (PEFT's `scaling[adapter]`, the same on every layer unless set per layer). */
   getScale(adapter: string): number {
+    this.#check();
     this.#requireAdapter(adapter);
     for (const [, layer] of this.shiraLayers()) {
       const a = layer.adapters.get(adapter);
@@ -431,8 +457,11 @@ export class ShiraModel {
    */
   disableAdapters<R>(fn: () => R): R {
     this.#check();
+    if (typeof fn !== "function") throw new ConfigError("CONFIG_INVALID", `disableAdapters: fn must be a function, got ${typeof fn}`, { argument: "fn" });
     const wasDisabled = this.#disabled;
     const fused = this.#fused.slice();
+    // the buffers to fuse again on exit are taken now, so that leaving the scope cannot fail
+    const prepared = wasDisabled ? null : this.#prepareFuse(fused);
     if (!wasDisabled) {
       this.#restoreAll();
       this.#setDisabled(true);
@@ -440,9 +469,9 @@ export class ShiraModel {
     this.#scopes++;
     const done = () => {
       this.#scopes--;
-      if (wasDisabled) return;
+      if (wasDisabled || this.#unloaded) return;
       this.#setDisabled(false);
-      this.#fuseAll(fused);
+      this.#applyFuse(fused, prepared!);
     };
     let r: R;
     try {
@@ -503,24 +532,46 @@ export class ShiraModel {
     this.#fused = [];
   }
 
-  #fuseAll(list: { name: string; weight: number }[]): void {
+  /**
+   * The buffers every layer needs to fuse `list` (see {@link ShiraLinear.prepareFuse}): all or none, allocated
+   * before any weight changes, so that a failed allocation leaves every layer as it was.
+   */
+  #prepareFuse(list: readonly { name: string }[]): Prepared {
     const layers = this.shiraLayers();
-    try {
-      for (const [, layer] of layers) {
-        const entries: FusedEntry[] = [];
-        for (const f of list) {
-          const a = layer.adapters.get(f.name);
-          if (a) entries.push({ name: f.name, coef: f.weight * a.scaling });
-        }
-        layer.fuse(entries);
+    return runtime().transaction(() => new Map(layers.map(([, layer]) => [layer, layer.prepareFuse(list)] as const)));
+  }
+
+  /** Frees prepared buffers that were not used. */
+  static #release(prepared: Prepared): void {
+    for (const bufs of prepared.values()) for (const b of bufs.values()) b.free();
+  }
+
+  /** Fuses `list` on top of the current fused state with prepared buffers (allocates nothing when they fit). */
+  #applyFuse(list: { name: string; weight: number }[], prepared: Prepared): void {
+    for (const [, layer] of this.shiraLayers()) {
+      const entries: FusedEntry[] = [];
+      for (const f of list) {
+        const a = layer.adapters.get(f.name);
+        if (a) entries.push({ name: f.name, coef: f.weight * a.scaling });
       }
-    } catch (e) {
-      // an allocation failed part-way: put every layer back to the base
-      for (const [, layer] of layers) layer.restoreBase();
-      this.#fused = [];
-      throw e;
+      layer.fuse(entries, prepared.get(layer) ?? new Map());
+      prepared.delete(layer);
     }
+    ShiraModel.#release(prepared);
     this.#fused = this.#fused.concat(list.map((f) => ({ ...f })));
+  }
+
+  /** Fuses `list` on top of the current fused state: every buffer first, then the weights (all or nothing). */
+  #fuseAll(list: { name: string; weight: number }[]): void {
+    this.#applyFuse(list, this.#prepareFuse(list));
+  }
+
+  /** Replaces the fused state by `list` (restore, then fuse), with every buffer allocated before the restore. */
+  #refuse(list: { name: string; weight: number }[], between?: () => void): void {
+    const prepared = this.#prepareFuse(list);
+    this.#restoreAll();
+    between?.();
+    this.#applyFuse(list, prepared);
   }
 
   /**
@@ -539,6 +590,7 @@ export class ShiraModel {
       for (const b of bufs) b?.free();
       throw e;
     }
+    this.#enableForChange("fuse");
     layers.forEach(([, layer], i) => {
       const a = layer.adapters.get(entry.name);
       layer.switchFused(a ? { name: entry.name, coef: entry.weight * a.scaling } : null, bufs[i]);
@@ -548,10 +600,20 @@ export class ShiraModel {
   }
 
   /** Checks that fusing `list` on top of the current weights produces only finite values (before any change). */
-  #checkFinite(list: { name: string; weight: number }[]): void {
+  #checkFinite(list: { name: string; weight: number }[], fromBase = false): void {
     for (const [lname, layer] of this.shiraLayers()) {
       const w = layer.baseLayer.weight.data;
       const touched = new Map<number, number>();
+      if (fromBase) {
+        // the base values under the fused adapters (the first fused adapter at a position holds its base value)
+        const fused = layer.fusedEntries;
+        for (let i = fused.length - 1; i >= 0; i--) {
+          const a = layer.adapters.get(fused[i].name)!;
+          const idx = a.indices.view;
+          const saved = a.saved!.view;
+          for (let j = 0; j < a.nnz; j++) touched.set(idx[j], saved[j]);
+        }
+      }
       for (const f of list) {
         const a = layer.adapters.get(f.name);
         if (!a) continue;
@@ -571,7 +633,7 @@ export class ShiraModel {
               { adapter: f.name, module: lname, index: j, value: v[j], position: [row, col] },
             );
           }
-          if (list.length > 1) touched.set(p, next);
+          if (list.length > 1 || fromBase) touched.set(p, next);
         }
       }
     }
@@ -587,13 +649,16 @@ export class ShiraModel {
    */
   merge(opts: MergeOptions = {}): void {
     this.#check();
-    this.#enableForChange("merge");
+    this.#noDisabledScope("merge");
+    if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `merge: options must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
     const names = opts.adapterNames ?? this.#active;
+    if (!Array.isArray(names)) throw new ConfigError("CONFIG_INVALID", `merge: adapterNames must be an array of adapter names, got ${typeof names}`, { argument: "adapterNames" });
     for (const n of names) this.#requireAdapter(n);
     const todo = [...new Set(names)].filter((n) => !this.#fused.some((f) => f.name === n)).map((name) => ({ name, weight: 1 }));
-    if (todo.length === 0) return;
     if (opts.safeMerge) this.#checkFinite(todo);
-    this.#fuseAll(todo);
+    const prepared = this.#prepareFuse(todo);
+    this.#enableForChange("merge");
+    this.#applyFuse(todo, prepared);
   }
 
   /** Unfuses every merged/fused adapter: the base weights come back bit for bit. */
@@ -623,8 +688,14 @@ export class ShiraModel {
    */
   fuse(entries: FuseEntry[], opts: { safeMerge?: boolean } = {}): void {
     this.#check();
-    this.#enableForChange("fuse");
-    if (!Array.isArray(entries) || entries.length === 0) throw new ConfigError("CONFIG_INVALID", "fuse: give at least one { name, weight }");
+    this.#noDisabledScope("fuse");
+    if (!Array.isArray(entries) || entries.length === 0) throw new ConfigError("CONFIG_INVALID", "fuse: give at least one { name, weight }", { argument: "entries" });
+    if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `fuse: options must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
+    entries.forEach((e, i) => {
+      if (e === null || typeof e !== "object" || typeof e.name !== "string") {
+        throw new ConfigError("CONFIG_INVALID", `fuse: entries[${i}] must be { name: string, weight?: number }, got ${e === null ? "null" : typeof e === "object" ? JSON.stringify(e) : typeof e}`, { argument: `entries[${i}]` });
+      }
+    });
     const list = entries.map((e) => ({ name: e.name, weight: e.weight ?? 1 }));
     for (const e of list) {
       this.#requireAdapter(e.name);
@@ -637,18 +708,9 @@ export class ShiraModel {
       this.#setActive([list[0].name]);
       return;
     }
-    if (opts.safeMerge) {
-      // check against the base weights, which is what the fusion will start from
-      const prev = this.#fused.slice();
-      this.#restoreAll();
-      try {
-        this.#checkFinite(list);
-      } catch (e) {
-        this.#fuseAll(prev);
-        throw e;
-      }
-    } else this.#restoreAll();
-    this.#fuseAll(list);
+    // checked against the base weights, which is what the fusion will start from
+    if (opts.safeMerge) this.#checkFinite(list, true);
+    this.#refuse(list, () => this.#enableForChange("fuse"));
     this.#setActive(list.map((e) => e.name));
   }
 
@@ -671,7 +733,7 @@ export class ShiraModel {
    */
   mergeAndUnload(opts: MergeOptions = {}): Module {
     this.#check();
-    if (this.#disabled) this.#setDisabled(false);
+    this.#noDisabledScope("mergeAndUnload");
     this.merge(opts);
     return this.#unload(true);
   }
@@ -679,6 +741,7 @@ export class ShiraModel {
   /** Restores the base weights exactly and returns the model without adapter layers (PEFT's `unload`). */
   unload(): Module {
     this.#check();
+    this.#noDisabledScope("unload");
     this.#restoreAll();
     return this.#unload(false);
   }
@@ -714,7 +777,10 @@ export class ShiraModel {
    * ```
    */
   static async fromPretrained(model: Module, source: AdapterSource, opts: LoadAdapterOptions = {}): Promise<ShiraModel> {
-    const name = opts.adapterName ?? "default";
+    if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `fromPretrained: options must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
+    if (!(model instanceof Module)) throw new ConfigError("CONFIG_INVALID", "fromPretrained: model must be a Module", { argument: "model" });
+    const name = opts.adapterName === undefined ? "default" : opts.adapterName;
+    checkAdapterName(name);
     const files = await readAdapterFiles(source);
     const parsed = parseAdapter(model, files.config, files.model, { isTrainable: opts.isTrainable });
     const peft = new ShiraModel(model, parsed.config, name, { loaded: parsed.loaded });
@@ -731,7 +797,8 @@ export class ShiraModel {
    */
   async loadAdapter(source: AdapterSource, adapterName: string, opts: { isTrainable?: boolean } = {}): Promise<void> {
     this.#check();
-    if (this.peftConfig.has(adapterName)) throw new StateError("ADAPTER_EXISTS", `adapter "${adapterName}" already exists`, { adapter: adapterName });
+    checkAdapterName(adapterName);
+    if (this.#peftConfig.has(adapterName)) throw new StateError("ADAPTER_EXISTS", `adapter "${adapterName}" already exists`, { adapter: adapterName });
     const files = await readAdapterFiles(source);
     this.loadAdapterFiles(files.config, files.model, adapterName, opts);
   }
@@ -739,7 +806,8 @@ export class ShiraModel {
   /** Synchronous {@link loadAdapter} from the two files' contents. */
   loadAdapterFiles(config: string | Record<string, unknown>, model: Uint8Array, adapterName: string, opts: { isTrainable?: boolean } = {}): void {
     this.#check();
-    if (this.peftConfig.has(adapterName)) throw new StateError("ADAPTER_EXISTS", `adapter "${adapterName}" already exists`, { adapter: adapterName });
+    checkAdapterName(adapterName);
+    if (this.#peftConfig.has(adapterName)) throw new StateError("ADAPTER_EXISTS", `adapter "${adapterName}" already exists`, { adapter: adapterName });
     const parsed = parseAdapter(this.model, config, model, opts);
     this.addAdapter(adapterName, parsed.config, { loaded: parsed.loaded });
     this.#applyModulesToSave(adapterName, parsed);
@@ -799,6 +867,7 @@ export class ShiraModel {
 
   /** `[trainableParams, allParams]` (PEFT's `get_nb_trainable_parameters`). */
   getNbTrainableParameters(): [number, number] {
+    this.#check();
     let trainable = 0;
     let all = 0;
     for (const p of this.model.parameters()) {
@@ -821,11 +890,13 @@ export class ShiraModel {
 
   /** Trainable parameters (active adapters' values and modules_to_save copies). */
   trainableParameters() {
+    this.#check();
     return this.model.parameters().filter((p) => p.requiresGrad);
   }
 
   /** The adapter's total number of stored values. */
   adapterSize(adapter: string): number {
+    this.#check();
     this.#requireAdapter(adapter);
     let n = 0;
     for (const [, layer] of this.shiraLayers()) n += layer.adapters.get(adapter)?.nnz ?? 0;
@@ -845,20 +916,17 @@ export class ShiraModel {
     const prev = this.#fused.slice();
     const active = this.#active.slice();
     const same = prev.length === active.length && prev.every((f, i) => f.name === active[i]);
-    if (!same) {
-      this.#restoreAll();
-      this.#fuseAll(active.map((name) => ({ name, weight: 1 })));
-    }
+    if (!same) this.#refuse(active.map((name) => ({ name, weight: 1 })));
     this.model.train(true);
     return () => {
-      this.#restoreAll();
-      this.#fuseAll(prev);
+      this.#refuse(prev);
       this.#active = active;
     };
   }
 
   /** Refreshes the fused weights at the adapters' positions after their values changed (O(nnz)). */
   afterOptimizerStep(): void {
+    this.#check();
     for (const [, layer] of this.shiraLayers()) layer.refreshFused();
   }
 

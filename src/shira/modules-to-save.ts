@@ -6,6 +6,7 @@
 import { StateError } from "../errors.js";
 import { Module } from "../nn/module.js";
 import { ShiraLinear } from "./layer.js";
+import { runtime } from "../runtime/runtime.js";
 import type { Tensor } from "../nn/tensor.js";
 
 export class ModulesToSaveWrapper extends Module {
@@ -26,8 +27,18 @@ export class ModulesToSaveWrapper extends Module {
   addAdapter(adapter: string): Module {
     const existing = this.copy(adapter);
     if (existing) return existing;
-    const c = this.originalModule.clone();
+    return this.attachCopy(adapter, ModulesToSaveWrapper.makeCopy(this.originalModule));
+  }
+
+  /** @internal A trainable copy of `original` (allocates; frees what it made if an allocation fails). */
+  static makeCopy(original: Module): Module {
+    const c = runtime().transaction(() => original.clone());
     for (const p of c.parameters()) p.requiresGrad = true;
+    return c;
+  }
+
+  /** @internal Registers a copy from {@link makeCopy} for `adapter` (allocates nothing). */
+  attachCopy(adapter: string, c: Module): Module {
     this.copies.registerModule(adapter, c);
     return c;
   }

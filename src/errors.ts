@@ -48,7 +48,11 @@ export type ErrorCode =
   | "WASM_NOT_INITIALIZED"
   | "OUT_OF_MEMORY" // RuntimeError: the heap is full, or a size is invalid, ≥ 2^32 bytes or over one heap block (992 MiB)
   | "IO"
-  | "ABORTED";
+  | "ABORTED"
+  // StateError: the object is in use by a running operation (train() on a ShiraModel / LoraModel: every adapter
+  // change; a generate()/stream() on a DecoderModel: a second generation, dispose(), and adapter changes that
+  // replace or free what the running loop uses). `details.busy` names the running operation.
+  | "BUSY";
 
 /** Base class of every error thrown by this library. */
 export class ShiraError extends Error {
@@ -69,7 +73,7 @@ export class FormatError extends ShiraError {}
 export class ConfigError extends ShiraError {}
 /** A tensor or argument has the wrong shape or size. */
 export class ShapeError extends ShiraError {}
-/** An operation is not allowed in the current state (unknown adapter, already merged, freed buffer, NaN in a safe merge). */
+/** An operation is not allowed in the current state (unknown adapter, already merged, freed buffer, NaN in a safe merge, busy: `BUSY`). */
 export class StateError extends ShiraError {}
 /** The WebAssembly runtime is missing, unsupported or out of memory. */
 export class RuntimeError extends ShiraError {}

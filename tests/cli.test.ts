@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { PeftModel, readSafetensors, ShiraModel } from "../src/node.js";
 import { moduleFromSafetensors } from "../src/cli/merge.js";
 import { main, commandOptions } from "../src/cli/main.js";
+import { parseArgs, UsageError } from "../src/cli/args.js";
 import { ProgressBar } from "../src/cli/format.js";
 import { BENCH_NAMES } from "../bench/registry.js";
 import { MET_LEGEND, printTable } from "../bench/common.js";
@@ -384,5 +385,137 @@ describe("shira help, progress and --json errors", () => {
     assert.equal(JSON.parse(merge.out).error.code, "USAGE");
     const plain = await run(["inspect", "/no/such/adapter"]);
     assert.equal(plain.out, "", "no JSON without --json");
+  });
+});
+
+describe("shira argument parsing (node:util parseArgs)", () => {
+  const usageLine = (r: { code: number | null; out: string; err: string }, re: RegExp, label: string) => {
+    assert.equal(r.code, 2, `${label}: exit 2 (${r.err})`);
+    assert.equal(r.err.trim().split("\n").length, 1, `${label}: one line: ${r.err}`);
+    assert.match(r.err, re, label);
+    assert.doesNotMatch(r.err, /\n\s+at /);
+  };
+
+  test("subcommands named like object keys are unknown commands: the usage, exit 2 (in-process and for real)", async () => {
+    for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf", "isPrototypeOf", "__defineGetter__"]) {
+      const r = await run([name, "--help"]);
+      usageLine(r, new RegExp(`^shira: unknown command "${name}"; usage: shira <demo\\|bench\\|inspect\\|merge\\|generate> \\[options\\]`), name);
+      assert.equal(r.out, "", `${name}: nothing on stdout`);
+      const j = await run([name, "--json"]);
+      assert.equal(j.code, 2);
+      assert.deepEqual(JSON.parse(j.out), { error: { code: "USAGE", message: `unknown command "${name}"` } });
+    }
+    const real = shira(["constructor"]);
+    assert.equal(real.code, 2);
+    assert.match(real.err, /^shira: unknown command "constructor"; usage: shira </);
+    assert.equal(shira(["__proto__", "x"]).code, 2);
+  });
+
+  test("options named like object keys are unknown options", async () => {
+    for (const opt of ["--constructor", "--__proto__", "--toString", "--hasOwnProperty", "--constructor=1"]) {
+      usageLine(await run(["inspect", "x", opt]), new RegExp(`^shira inspect: unknown option ${opt.replace(/=.*/, "")} \\(see shira inspect --help\\)$`), opt);
+    }
+  });
+
+  test("unknown options, missing values, values that look like options, flags with values, repeats: one line, exit 2", async () => {
+    const cases: [string[], RegExp][] = [
+      [["inspect", "x", "--nope"], /^shira inspect: unknown option --nope \(/],
+      [["inspect", "x", "--nope=3"], /^shira inspect: unknown option --nope \(/],
+      [["inspect", "x", "-x"], /^shira inspect: unknown option -x \(/],
+      [["inspect", "x", "-abc"], /^shira inspect: unknown option -abc \(/],
+      [["inspect", "x", "--base"], /^shira inspect: --base needs a value \(/],
+      [["inspect", "x", "--base", "--json"], /^shira inspect: --base needs a value, got the option "--json" \(write --base=--json if that is the value\)/],
+      [["inspect", "x", "--base", "--"], /^shira inspect: --base needs a value, got the option "--"/],
+      [["inspect", "x", "--json=1"], /^shira inspect: --json takes no value, got "1" \(/],
+      [["inspect", "x", "--base", "a", "--base", "b"], /^shira inspect: --base given twice \(/],
+      [["generate", "--model", "m", "--prompt", "p", "--max-new-tokens", ""], /^shira generate: --max-new-tokens must be a number, got ""/],
+      [["demo", "--seed", " "], /^shira demo: --seed must be an integer, got " "/],
+    ];
+    for (const [args, re] of cases) usageLine(await run(args), re, args.join(" "));
+  });
+
+  test("`--` ends the options: what follows is positional, even --json or --help", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "shira-dashdash-"));
+    cpSync(fixturePath("mlp", "alpha"), join(dir, "--alpha"), { recursive: true });
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      const r = await run(["inspect", "--json", "--", "--alpha"]);
+      assert.equal(r.code, 0, r.err);
+      assert.ok(JSON.parse(r.out).modules.length > 0, "the folder named --alpha was inspected, as JSON");
+      const two = await run(["inspect", "--", "--alpha", "--json"]);
+      usageLine(two, /^shira inspect: inspect takes one path/, "-- a --json");
+      assert.equal(two.out, "", "--json after -- is a path, not the flag");
+      const help = await run(["inspect", "--", "--help"]);
+      assert.equal(help.code, 1, "--help after -- is a path");
+      assert.match(help.err, /^shira inspect: error: .*no such file or directory.*--help/);
+    } finally {
+      process.chdir(cwd);
+    }
+    // a value may start with "--" when written inline
+    const inline = await run(["inspect", "/no/such/adapter", "--base=--json"]);
+    assert.equal(inline.code, 1, inline.err);
+    assert.equal(inline.out, "", "--base=--json is a value, not the flag");
+  });
+
+  test("--weight pairs with the --adapter before it through main(), spaced, inline and negative", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "shira-weights-"));
+    const base = fixturePath("mlp", "model.safetensors");
+    const alpha = fixturePath("mlp", "alpha");
+    const beta = fixturePath("mlp", "beta");
+    const weightsOf = async (args: string[]) => {
+      const r = await run(["merge", "--base", base, ...args, "--out", join(dir, "m.safetensors"), "--json"]);
+      assert.equal(r.code, 0, r.err);
+      return JSON.parse(r.out).adapters.map((a: { path: string; weight: number }) => [a.path === alpha ? "alpha" : "beta", a.weight]);
+    };
+    assert.deepEqual(await weightsOf(["--adapter", alpha, "--adapter", beta, "--weight", "-0.5"]), [["alpha", 1], ["beta", -0.5]]);
+    assert.deepEqual(await weightsOf(["--adapter", beta, "--weight", "2", "--adapter=" + alpha, "--weight=0.25"]), [["beta", 2], ["alpha", 0.25]]);
+    assert.deepEqual(await weightsOf(["--adapter", alpha, "--json", "--weight", "3"]), [["alpha", 3]]);
+    usageLine(await run(["merge", "--base", base, "--weight", "0.5", "--adapter", alpha, "--out", join(dir, "x.safetensors")]), /--weight 0\.5 must follow the --adapter/, "weight first");
+    usageLine(await run(["merge", "--base", base, "--adapter", alpha, "--weight", "x", "--out", join(dir, "x.safetensors")]), /--weight must be a number, got "x"/, "weight x");
+    assert.ok(!existsSync(join(dir, "x.safetensors")));
+  });
+
+  test("main(argv) behaves exactly like the command line", async () => {
+    const argvs = [
+      [],
+      ["--version"],
+      ["help"],
+      ["-h"],
+      ["frobnicate"],
+      ["constructor", "--json"],
+      ["inspect"],
+      ["inspect", "-h"],
+      ["inspect", "--nope", "--json"],
+      ["inspect", "x", "--base"],
+      ["inspect", "--", "--help"],
+      ["inspect", fixturePath("bad", "overlapping_offsets"), "--json"],
+      ["merge", "--base", "b", "--weight", "1", "--adapter", "a", "--out", "o"],
+      ["generate", "--model", "m", "--prompt"],
+    ];
+    for (const argv of argvs) {
+      const real = shira(argv);
+      const mine = await run(argv);
+      assert.equal(mine.code, real.code, `${argv.join(" ")}: exit code`);
+      assert.equal(mine.out.trimEnd(), real.out.trimEnd(), `${argv.join(" ")}: stdout`);
+      assert.equal(mine.err.trimEnd(), real.err.trimEnd(), `${argv.join(" ")}: stderr`);
+    }
+  });
+
+  test("parseArgs keeps the option order for pairing, collects repeats, and stops at --", () => {
+    const spec = { adapter: { value: true, multiple: true }, weight: { value: true, multiple: true }, json: {}, help: {} };
+    const p = parseArgs(["pos", "--adapter", "a", "--weight=-1", "-h", "--adapter=b", "--json", "--", "--weight", "-x"], spec);
+    assert.deepEqual(p.positionals, ["pos", "--weight", "-x"]);
+    assert.deepEqual(p.values.get("adapter"), ["a", "b"]);
+    assert.deepEqual(p.sequence, [
+      { key: "adapter", value: "a" },
+      { key: "weight", value: "-1" },
+      { key: "help", value: "" },
+      { key: "adapter", value: "b" },
+      { key: "json", value: "" },
+    ]);
+    assert.deepEqual([...p.flags].sort(), ["help", "json"]);
+    assert.throws(() => parseArgs(["--constructor"], spec), (e: unknown) => e instanceof UsageError && e.message === "unknown option --constructor");
+    assert.throws(() => parseArgs(["-h"], { json: {} }), (e: unknown) => e instanceof UsageError && e.message === "unknown option -h");
   });
 });

@@ -81,6 +81,8 @@ async function loadFrom(
   source: LmReadyInfo["source"],
 ): Promise<LmReadyInfo> {
   const t0 = performance.now();
+  // a model is not disposed while it generates (dispose() throws BUSY then): stop the generation first
+  if (state.busy) throw new Error("a generation is running; stop it before loading another model");
   const rt = await init();
   state.peft = null;
   state.lm?.dispose();
@@ -211,8 +213,9 @@ async function generate(req: LmGenerateRequest): Promise<LmGenerateResult> {
   let text = "";
   let segment: HTMLSpanElement | null = null;
   let segmentAdapter = "";
+  let it: AsyncGenerator<unknown, unknown> | null = null;
   try {
-    const it = lm.stream([ids], {
+    const stream = lm.stream([ids], {
       maxNewTokens: req.maxNewTokens ?? 40,
       doSample: req.doSample ?? false,
       ...(req.doSample ? { temperature: req.temperature ?? 0.8, topP: 0.95, seed: req.seed ?? 1 } : {}),
@@ -220,9 +223,10 @@ async function generate(req: LmGenerateRequest): Promise<LmGenerateResult> {
       ...(state.tok?.eosTokenId !== null && state.tok?.eosTokenId !== undefined ? { eosTokenId: state.tok.eosTokenId } : {}),
       signal: state.abort.signal,
     });
+    it = stream;
     let result;
     for (;;) {
-      const r = await it.next();
+      const r = await stream.next();
       if (r.done) {
         result = r.value;
         break;
@@ -246,6 +250,8 @@ async function generate(req: LmGenerateRequest): Promise<LmGenerateResult> {
     ui.stats.textContent = `${tokens.length} tokens · prefill ${result.timings.prefillMs.toFixed(1)} ms · decode ${tps.toFixed(1)} tokens/s`;
     return { tokens, text, adapterPerToken, switches, prefillMs: result.timings.prefillMs, decodeTokensPerSecond: tps };
   } finally {
+    // a failed switch between two tokens: end the generation (the model stays busy until then)
+    await it?.return(undefined);
     state.busy = false;
     state.abort = null;
     ui.generate.disabled = false;

@@ -48,6 +48,7 @@ export interface GenerateCliResult {
 export async function runGenerate(o: GenerateCliOptions): Promise<GenerateCliResult> {
   const t0 = performance.now();
   const lm: DecoderModel = await AutoModelForCausalLM.fromPretrained(o.model);
+  let stream: AsyncGenerator<unknown, unknown> | null = null;
   try {
     const tok: PreTrainedTokenizer = await AutoTokenizer.fromPretrained(o.model);
     o.log(`loaded ${o.model} (${lm.config.modelType}, ${lm.config.numLayers} layers, ${(lm.weightBytes / 2 ** 20).toFixed(1)} MiB of f32 weights) in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
@@ -73,7 +74,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateCliRes
     const text = o.chat ? (tok.applyChatTemplate([{ role: "user", content: o.prompt }], { addGenerationPrompt: true, tokenize: false }) as string) : o.prompt;
     const ids = tok.encode(text, { addSpecialTokens: !o.chat });
     if (plan.has(0)) doSwitch(0, plan.get(0)!);
-    const stream = lm.stream([ids], {
+    const tokenStream = lm.stream([ids], {
       maxNewTokens: o.maxNewTokens,
       doSample: o.doSample,
       ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),
@@ -83,11 +84,12 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateCliRes
       ...(tok.eosTokenId !== null ? { eosTokenId: tok.eosTokenId } : {}),
       tokenizer: tok,
     });
+    stream = tokenStream;
     const tokens: number[] = [];
     let out = "";
     let result;
     for (;;) {
-      const r = await stream.next();
+      const r = await tokenStream.next();
       if (r.done) {
         result = r.value;
         break;
@@ -110,6 +112,8 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateCliRes
       switches,
     };
   } finally {
+    // a failure between two tokens (a switch): end the generation first, the model is busy until then
+    await stream?.return(undefined);
     lm.dispose();
   }
 }

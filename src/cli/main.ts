@@ -37,7 +37,8 @@ interface Command {
 
 const json = { json: { help: "print machine-readable JSON on stdout" } };
 
-const COMMANDS: Record<string, Command> = {
+/** The subcommands by name: a Map, so that names such as `constructor` or `__proto__` are not commands. */
+const COMMANDS = new Map<string, Command>(Object.entries({
   demo: {
     summary: "train a base MNIST model, SHiRA and LoRA adapters for shifted tasks, compare switching and fusion",
     usage: "shira demo [--out DIR] [--quick] [--seed N] [--no-progress] [--json]",
@@ -50,7 +51,8 @@ const COMMANDS: Record<string, Command> = {
     },
     async run(p, out) {
       const dir = value(p, "out", "demo-out")!;
-      const seed = Number(value(p, "seed", "0"));
+      const seedText = value(p, "seed", "0")!;
+      const seed = seedText.trim() === "" ? NaN : Number(seedText);
       if (!Number.isInteger(seed)) throw new UsageError(`--seed must be an integer, got ${JSON.stringify(value(p, "seed"))}`);
       // the digits come from the `mnist` package, a devDependency: check before training anything
       requirePackage("demo", "mnist", "mnist/src/digits/0.json");
@@ -207,7 +209,7 @@ const COMMANDS: Record<string, Command> = {
         const v = value(p, k);
         if (v === undefined) return undefined;
         const n = Number(v);
-        if (!Number.isFinite(n)) throw new UsageError(`--${k} must be a number, got ${JSON.stringify(v)}`);
+        if (v.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${k} must be a number, got ${JSON.stringify(v)}`);
         return n;
       };
       const maxNewTokens = num("max-new-tokens") ?? 50;
@@ -237,7 +239,7 @@ const COMMANDS: Record<string, Command> = {
       return 0;
     },
   },
-};
+} satisfies Record<string, Command>));
 
 /**
  * `--weight` values belong to the `--adapter` they follow (default 1). A `--weight` before any `--adapter`, or a
@@ -288,8 +290,8 @@ async function checkMergePaths(base: string, outFile: string, adapters: string[]
 
 function help(): string {
   const lines = [`shira ${VERSION}: SHiRA adapters on a WebAssembly SIMD engine`, "", "usage: shira <command> [options]", "", "commands:"];
-  const w = Math.max(...Object.keys(COMMANDS).map((n) => n.length));
-  for (const [n, c] of Object.entries(COMMANDS)) lines.push(`  ${n.padEnd(w)}  ${c.summary}`);
+  const w = Math.max(...[...COMMANDS.keys()].map((n) => n.length));
+  for (const [n, c] of COMMANDS) lines.push(`  ${n.padEnd(w)}  ${c.summary}`);
   lines.push(
     "",
     "Run `shira <command> --help` for a command's options.",
@@ -310,18 +312,25 @@ export function commandHelp(name: string, c: Command): string {
 
 /** The command's option specs (for tests and docs). */
 export function commandOptions(): Record<string, Record<string, OptionSpec & { help: string }>> {
-  return Object.fromEntries(Object.entries(COMMANDS).map(([n, c]) => [n, c.options]));
+  return Object.fromEntries([...COMMANDS].map(([n, c]) => [n, c.options]));
 }
 
-/** `--json` among the options (before a `--`): errors are then JSON on stdout too. */
+/**
+ * `--json` among the options (before a `--`): errors are then JSON on stdout too. Used when the arguments cannot be
+ * parsed (an unknown command or a usage error); otherwise the parsed flag decides (`--prompt=--json` is a value).
+ */
 function wantsJson(argv: string[]): boolean {
   const end = argv.indexOf("--");
   return (end < 0 ? argv : argv.slice(0, end)).includes("--json");
 }
 
+/**
+ * Runs the command line `argv` (without `node` and the script: `process.argv.slice(2)`), writing to `out` / `err`;
+ * resolves with the exit code. Behaves exactly like the `shira` command.
+ */
 export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s + "\n"), err: (s: string) => void = (s) => process.stderr.write(s + "\n")): Promise<number> {
   const [name, ...rest] = argv;
-  const asJson = wantsJson(argv);
+  let asJson = wantsJson(argv);
   /** One line on stderr (`prefix: message`), and with --json `{"error": {code, message}}` on stdout; returns the exit code. */
   const fail = (exit: number, code: string, prefix: string, message: string, suffix = "", lead = ""): number => {
     err(`${prefix}: ${lead}${message}${suffix}`);
@@ -336,14 +345,16 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     out(VERSION);
     return 0;
   }
-  const cmd = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
-  if (!cmd) return fail(2, "USAGE", "shira", `unknown command "${name}"`, " (try shira --help)");
+  const cmd = COMMANDS.get(name);
+  // one line: the error and the usage
+  if (!cmd) return fail(2, "USAGE", "shira", `unknown command ${JSON.stringify(name)}`, `; usage: shira <${[...COMMANDS.keys()].join("|")}> [options] (try shira --help)`);
   let parsed: Parsed;
   try {
     parsed = parseArgs(rest, { ...cmd.options, help: {} });
   } catch (e) {
     return fail(2, "USAGE", `shira ${name}`, (e as Error).message, ` (see shira ${name} --help)`);
   }
+  asJson = parsed.flags.has("json");
   if (parsed.flags.has("help")) {
     out(commandHelp(name, cmd));
     return 0;

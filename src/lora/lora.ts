@@ -329,7 +329,16 @@ export class LoraLinear extends Module {
   }
 }
 
-/** LoRA adapters over a model (a subset of PEFT's `LoraModel` for baselines). */
+/**
+ * LoRA adapters over a model (a subset of PEFT's `LoraModel` for baselines).
+ *
+ * Concurrency (as {@link ShiraModel}): while `train()` runs on this model ({@link busy} is `"train"`), `addAdapter`,
+ * `loadAdapterFiles`, `setAdapter`, `deleteAdapter`, `merge`, `unmerge`, `switchTo`, `fuse`, `disableAdapters`,
+ * `unload`, `mergeAndUnload` and a second `train()` are refused with `StateError` code `BUSY`. While the wrapped
+ * model generates (a `DecoderModel` whose `busy` is set), switches between tokens are allowed, but `deleteAdapter`
+ * of an active adapter, `unload`, `mergeAndUnload`, an `addAdapter` that injects new layers and `train()` are
+ * refused with `BUSY`.
+ */
 export class LoraModel {
   readonly model: Module;
   #peftConfig = new Map<string, LoraConfig>();
@@ -337,9 +346,45 @@ export class LoraModel {
   /** Depth of `disableAdapters(fn)` scopes. */
   #scopes = 0;
   #unloaded = false;
+  /** The running operation that holds this model (`"train"`), or null; checked by every mutating method. */
+  #busy: string | null = null;
 
   #check(): void {
     if (this.#unloaded) throw new StateError("USE_AFTER_FREE", "LoraModel: used after unload() / mergeAndUnload() (disposed); use the returned model");
+  }
+
+  /** The operation running on this model that refuses adapter changes (`"train"` while `train()` runs), or null. */
+  get busy(): string | null {
+    return this.#busy;
+  }
+
+  /** Refuses a change of adapters or weights while `train()` runs on this model (`BUSY`). */
+  #guard(what: string): void {
+    this.#check();
+    if (this.#busy !== null) {
+      throw new StateError("BUSY", `${what}: not allowed while ${this.#busy}() runs on this model; wait for it to finish or abort it with its signal`, { operation: what, busy: this.#busy });
+    }
+  }
+
+  /** Refuses a change that would break a generation running on the wrapped model (`BUSY`). */
+  #guardGeneration(what: string, why: string): void {
+    const b = (this.model as { busy?: unknown }).busy;
+    if (typeof b === "string" && b) {
+      throw new StateError("BUSY", `${what}: not allowed while ${b}() runs on the model (${why}); switch adapters instead, or wait for the generation to end`, { operation: what, busy: b });
+    }
+  }
+
+  /**
+   * Marks the model busy for `train()` (adapter changes are refused with `BUSY` until the returned function is
+   * called). LoRA trains unfused: nothing else changes. Called by `train()`.
+   */
+  beginTraining(): () => void {
+    this.#guard("train");
+    this.#guardGeneration("train", "training changes the weights");
+    this.#busy = "train";
+    return () => {
+      this.#busy = null;
+    };
   }
 
   /** Wraps `model`; with a config, adds and activates the first adapter. */
@@ -384,7 +429,7 @@ export class LoraModel {
   }
 
   addAdapter(name: string, config: LoraConfig, targets?: string[]): void {
-    this.#check();
+    this.#guard("addAdapter");
     checkAdapterName(name);
     if (!(config instanceof LoraConfig)) throw new ConfigError("CONFIG_INVALID", "addAdapter: config must be a LoraConfig", { argument: "config" });
     if (this.#peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`);
@@ -414,6 +459,7 @@ export class LoraModel {
       );
       config.fanInFanOut = fanInFanOut;
     }
+    if (found.some(([, m]) => !(m instanceof LoraLinear))) this.#guardGeneration("addAdapter", "it would inject new layers");
     const firstAdapter = this.#peftConfig.size === 0;
     // every layer's A and B first (all or none), then the model changes
     const built = runtime().transaction(() => found.map(([, m]) => LoraLinear.buildAdapter(m instanceof LoraLinear ? m.baseLayer : m, config.r, config.initLoraWeights)));
@@ -442,7 +488,7 @@ export class LoraModel {
   }
 
   setAdapter(names: string | string[]): void {
-    this.#check();
+    this.#guard("setAdapter");
     if (typeof names !== "string" && !Array.isArray(names)) throw new ConfigError("CONFIG_INVALID", `setAdapter: names must be an adapter name or a list of names, got ${names === null ? "null" : typeof names}`, { argument: "names" });
     const list = typeof names === "string" ? [names] : names.slice();
     for (const n of list) if (!this.#peftConfig.has(n)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${n}" not found`);
@@ -453,8 +499,9 @@ export class LoraModel {
   }
 
   deleteAdapter(name: string): void {
-    this.#check();
+    this.#guard("deleteAdapter");
     if (!this.#peftConfig.has(name)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found`);
+    if (this.#active.includes(name) || this.mergedAdapters.includes(name)) this.#guardGeneration("deleteAdapter", `"${name}" is active and its memory is in use`);
     for (const [, layer] of this.loraLayers()) layer.deleteAdapter(name);
     this.#peftConfig.delete(name);
     this.#active = this.#active.filter((n) => n !== name);
@@ -462,19 +509,19 @@ export class LoraModel {
 
   /** Merges the active adapters: W += s·B·A on every layer. */
   merge(adapterNames: string[] = this.#active): void {
-    this.#check();
+    this.#guard("merge");
     for (const [, layer] of this.loraLayers()) for (const n of adapterNames) if (layer.loraA.get(n) && !layer.merged.includes(n)) layer.mergeOne(n);
   }
 
   /** Unmerges (W -= s·B·A, in reverse order). */
   unmerge(): void {
-    this.#check();
+    this.#guard("unmerge");
     for (const [, layer] of this.loraLayers()) for (const n of layer.merged.slice().reverse()) layer.unmergeOne(n);
   }
 
   /** LoRA's fused switch: unmerge the current adapters, merge `name` (O(out·in·r) per layer). */
   switchTo(name: string): void {
-    this.#check();
+    this.#guard("switchTo");
     if (!this.#peftConfig.has(name)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found`);
     this.unmerge();
     this.#active = [name];
@@ -485,7 +532,7 @@ export class LoraModel {
 
   /** Merges several adapters with weights (scales each adapter's delta), after unmerging. */
   fuse(entries: { name: string; weight?: number }[]): void {
-    this.#check();
+    this.#guard("fuse");
     this.unmerge();
     for (const [, layer] of this.loraLayers()) {
       for (const e of entries) {
@@ -526,7 +573,7 @@ export class LoraModel {
    * an inner scope leaves the adapters disabled for the outer one.
    */
   disableAdapters<R>(fn: () => R): R {
-    this.#check();
+    this.#guard("disableAdapters");
     if (typeof fn !== "function") throw new ConfigError("CONFIG_INVALID", `disableAdapters: fn must be a function, got ${typeof fn}`, { argument: "fn" });
     const outer = this.#scopes === 0;
     const layers = this.loraLayers();
@@ -569,7 +616,8 @@ export class LoraModel {
    * layers; the adapters' memory is freed. This LoraModel is unusable afterwards (`USE_AFTER_FREE`).
    */
   unload(): Module {
-    this.#check();
+    this.#guard("unload");
+    this.#guardGeneration("unload", "it replaces the adapted layers");
     this.#noScope("unload");
     this.unmerge();
     return this.#unload();
@@ -577,7 +625,8 @@ export class LoraModel {
 
   /** Merges the active adapters (or `adapterNames`) and returns the plain model (PEFT's `merge_and_unload`). */
   mergeAndUnload(adapterNames: string[] = this.#active): Module {
-    this.#check();
+    this.#guard("mergeAndUnload");
+    this.#guardGeneration("mergeAndUnload", "it replaces the adapted layers");
     this.#noScope("mergeAndUnload");
     for (const n of adapterNames) if (!this.#peftConfig.has(n)) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${n}" not found`, { adapter: n });
     this.merge(adapterNames);
@@ -625,7 +674,7 @@ export class LoraModel {
 
   /** Loads PEFT's LoRA files as a new adapter (validated first). */
   loadAdapterFiles(configJson: string | Record<string, unknown>, bytes: Uint8Array, name: string): void {
-    this.#check();
+    this.#guard("loadAdapterFiles");
     checkAdapterName(name);
     if (this.#peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`, { adapter: name });
     const cfg = LoraConfig.fromJSON(configJson);

@@ -227,6 +227,8 @@ export class DecoderModel extends Module {
   #rope: RotaryEmbedding | null;
   #ws: Workspace;
   #disposed = false;
+  /** The generation running on this model (`"generate"` / `"stream"`), or null. */
+  #busy: string | null = null;
 
   /** Builds the module tree with zeroed weights (use `AutoModelForCausalLM.fromPretrained` to load a checkpoint). */
   constructor(config: DecoderConfig, family: DecoderFamily) {
@@ -402,6 +404,40 @@ export class DecoderModel extends Module {
 
   #check(): void {
     if (this.#disposed) throw new StateError("USE_AFTER_FREE", "DecoderModel: used after dispose() (disposed)");
+  }
+
+  /**
+   * The generation running on this model: `"generate"` or `"stream"` from the first step until the loop ends
+   * (finished, aborted, failed, or a `stream` closed with `return()` / `break`), else null. Adapter models read it
+   * to refuse structural changes meanwhile (see "Concurrency" on {@link generate}).
+   */
+  get busy(): string | null {
+    return this.#busy;
+  }
+
+  #refuseWhileBusy(what: string): void {
+    if (this.#busy !== null) {
+      throw new StateError("BUSY", `DecoderModel.${what}: not allowed while ${this.#busy}() runs on this model (generations share its workspace); wait for it to end or abort it with its signal`, {
+        operation: what,
+        busy: this.#busy,
+      });
+    }
+  }
+
+  /**
+   * @internal Marks a generation as running (called by the generation loop before it allocates); returns the
+   * function that ends it. Throws `BUSY` while another generation runs.
+   */
+  beginGeneration(what: "generate" | "stream"): () => void {
+    this.#check();
+    this.#refuseWhileBusy(what);
+    this.#busy = what;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.#busy = null;
+    };
   }
 
   /**
@@ -634,9 +670,16 @@ export class DecoderModel extends Module {
    * const { sequences } = await lm.generate([prompt], { maxNewTokens: 20 });
    * const sampled = await lm.generate([prompt], { doSample: true, temperature: 0.8, topP: 0.95, seed: 7 });
    * ```
+   *
+   * Concurrency: the loop yields between tokens, and while it runs ({@link busy} is set) adapters may be switched
+   * (`switchTo`, `switchToBase`, `fuse`, `setAdapter`, `setScale` take effect from the next token), but a second
+   * `generate` / `stream` on this model, `dispose()`, and adapter changes that would break the loop (`deleteAdapter`
+   * of the active or a fused adapter, `unload`, `mergeAndUnload`, an `addAdapter` that injects new layers, `train()`)
+   * throw `StateError` code `BUSY`. They work again once the generation ends.
    */
   generate(inputIds: ArrayLike<number> | ArrayLike<number>[], opts: GenerateOptions = {}): Promise<GenerateResult> {
     this.#check();
+    this.#refuseWhileBusy("generate");
     checkIdsArgument(inputIds, "inputIds");
     checkOptionsArgument(opts, "DecoderModel.generate");
     return generateTokens(this, inputIds, opts);
@@ -650,17 +693,24 @@ export class DecoderModel extends Module {
    *   if (t.step === 10) peft.switchTo("poetry");
    * }
    * ```
+   * The model is busy (see {@link generate}) from the first `next()` until the loop ends; leaving a `for await`
+   * with `break` ends it, and an iterator abandoned without `return()` keeps the model busy.
    */
   stream(inputIds: ArrayLike<number> | ArrayLike<number>[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, GenerateResult> {
     this.#check();
+    this.#refuseWhileBusy("stream");
     checkIdsArgument(inputIds, "inputIds");
     checkOptionsArgument(opts, "DecoderModel.stream");
     return streamTokens(this, inputIds, opts);
   }
 
-  /** Frees every weight, the RoPE tables, the workspace, and the memory of adapters still attached. Idempotent. */
+  /**
+   * Frees every weight, the RoPE tables, the workspace, and the memory of adapters still attached. Idempotent.
+   * Throws `StateError` code `BUSY` while a generation runs (abort it, or dispose after it ends).
+   */
   dispose(): void {
     if (this.#disposed) return;
+    this.#refuseWhileBusy("dispose");
     this.#ws.free();
     this.#rope?.free();
     // modules with memory of their own besides parameters (adapted layers: positions, saved base values, scratch)

@@ -92,7 +92,7 @@ function now(): number {
 }
 
 /** The generation loop as an async iterator; its return value is the {@link GenerateResult}. */
-export async function* streamTokens(model: DecoderModel, inputIds: ArrayLike<number> | ArrayLike<number>[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, GenerateResult> {
+export async function* streamTokens(model: DecoderModel, inputIds: ArrayLike<number> | ArrayLike<number>[], opts: GenerateOptions = {}, what: "generate" | "stream" = "stream"): AsyncGenerator<GeneratedToken, GenerateResult> {
   const gc = model.generationConfig as Record<string, unknown>;
   const seqs = ids2d(inputIds);
   const B = seqs.length;
@@ -123,9 +123,6 @@ export async function* streamTokens(model: DecoderModel, inputIds: ArrayLike<num
   const rng = sampling.doSample ? new Rng(opts.seed ?? (Math.random() * 2 ** 32) >>> 0) : null;
   const signal = opts.signal;
   const V = model.config.vocabSize;
-  const rt = runtime();
-  const cache = model.createCache({ batchSize: B, maxLength: T + Math.max(1, maxNew) });
-  const logits = rt.allocF32(B * V);
   const decoder = opts.tokenizer?.createDecodeStream?.({ skipSpecialTokens: true });
   const out = seqs.map((r) => r.slice());
   const finished = new Array<boolean>(B).fill(false);
@@ -135,6 +132,24 @@ export async function* streamTokens(model: DecoderModel, inputIds: ArrayLike<num
   const aborted = () =>
     new ShiraError("ABORTED", `generate: aborted after ${out[0].length - T} new tokens`, { sequences: out.map((r) => r.slice()), reason: signal?.reason });
   const timings = { prefillMs: 0, decodeMs: 0, newTokens: 0 };
+  const rt = runtime();
+  // the model is busy from here until the finally below (a second generation, dispose() and structural adapter
+  // changes are refused with BUSY meanwhile)
+  const endGeneration = model.beginGeneration(what);
+  let cache: ReturnType<DecoderModel["createCache"]>;
+  let logits: ReturnType<typeof rt.allocF32>;
+  try {
+    cache = model.createCache({ batchSize: B, maxLength: T + Math.max(1, maxNew) });
+    try {
+      logits = rt.allocF32(B * V);
+    } catch (e) {
+      cache.dispose();
+      throw e;
+    }
+  } catch (e) {
+    endGeneration();
+    throw e;
+  }
   try {
     if (signal?.aborted) throw aborted();
     let stepIds = Int32Array.from(seqs.flat());
@@ -187,14 +202,18 @@ export async function* streamTokens(model: DecoderModel, inputIds: ArrayLike<num
     }
     return { sequences: out, stoppedBy, timings };
   } finally {
-    logits.free();
-    cache.dispose();
+    try {
+      logits.free();
+      cache.dispose();
+    } finally {
+      endGeneration();
+    }
   }
 }
 
 /** Runs {@link streamTokens} to the end and returns its result. */
 export async function generateTokens(model: DecoderModel, inputIds: ArrayLike<number> | ArrayLike<number>[], opts: GenerateOptions = {}): Promise<GenerateResult> {
-  const it = streamTokens(model, inputIds, opts);
+  const it = streamTokens(model, inputIds, opts, "generate");
   for (;;) {
     const r = await it.next();
     if (r.done) return r.value;

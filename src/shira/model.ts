@@ -96,6 +96,23 @@ function warnOnce(message: string): void {
   console.warn(`shira-wasm: ${message}`);
 }
 
+/**
+ * Concurrency. `train()` is async and yields between steps; `DecoderModel.generate` / `stream` yield between tokens.
+ * Other code may run in between, and these rules keep the reported state (active, fused adapters) equal to the
+ * weights in use:
+ *
+ * - While `train()` runs on this model ({@link busy} is `"train"`), every call that changes adapters or weights is
+ *   refused with `StateError` code `BUSY`: `addAdapter`, `loadAdapter`, `loadAdapterFiles`, `setAdapter`,
+ *   `deleteAdapter`, `setScale`, `merge`, `unmerge`, `switchTo`, `switchToBase`, `fuse`, `disableAdapters`,
+ *   `disableAdapterLayers`, `enableAdapterLayers`, `unload`, `mergeAndUnload`, and a second `train()`. Reading
+ *   (`activeAdapters`, `getScale`, `saveAdapter`, ...) is allowed. Once training ends or is aborted (its `signal`),
+ *   the calls work again.
+ * - While the wrapped model generates (a `DecoderModel` whose `busy` is `"generate"` / `"stream"`), adapter
+ *   switches between two tokens are allowed and apply from the next token (`switchTo`, `switchToBase`, `fuse`,
+ *   `setAdapter`, `setScale`, `merge`, `unmerge`, `addAdapter` on layers that already have adapters); changes that
+ *   would break the running loop are refused with `BUSY`: `deleteAdapter` of an active or fused adapter, `unload`,
+ *   `mergeAndUnload`, `addAdapter` / `loadAdapter` that would inject new layers (replace modules), and `train()`.
+ */
 export class ShiraModel {
   /** The wrapped model (modified in place: targets become `ShiraLinear`, as PEFT does). */
   readonly model: Module;
@@ -106,6 +123,8 @@ export class ShiraModel {
   /** Depth of `disableAdapters(fn)` scopes (state changes are refused inside one). */
   #scopes = 0;
   #unloaded = false;
+  /** The running operation that holds this model (`"train"`), or null; checked by every mutating method. */
+  #busy: string | null = null;
 
   /**
    * Wraps `model` and adds the first adapter (see {@link getPeftModel}).
@@ -188,6 +207,30 @@ export class ShiraModel {
     if (this.#unloaded) throw new StateError("USE_AFTER_FREE", "ShiraModel: used after unload() / mergeAndUnload() (disposed); use the model they returned");
   }
 
+  /**
+   * The operation running on this model that refuses adapter changes (`"train"` while `train()` runs), or null.
+   * See "Concurrency" in the class documentation.
+   */
+  get busy(): string | null {
+    return this.#busy;
+  }
+
+  /** Refuses a change of adapters or weights while `train()` runs on this model (`BUSY`). */
+  #guard(what: string): void {
+    this.#check();
+    if (this.#busy !== null) {
+      throw new StateError("BUSY", `${what}: not allowed while ${this.#busy}() runs on this model; wait for it to finish or abort it with its signal`, { operation: what, busy: this.#busy });
+    }
+  }
+
+  /** Refuses a change that would break a generation running on the wrapped model (`BUSY`). */
+  #guardGeneration(what: string, why: string): void {
+    const b = (this.model as { busy?: unknown }).busy;
+    if (typeof b === "string" && b) {
+      throw new StateError("BUSY", `${what}: not allowed while ${b}() runs on the model (${why}); switch adapters instead, or wait for the generation to end`, { operation: what, busy: b });
+    }
+  }
+
   #requireAdapter(name: string): ShiraConfig {
     const c = this.#peftConfig.get(name);
     if (!c) throw new StateError("ADAPTER_NOT_FOUND", `adapter "${name}" not found (adapters: ${this.adapterNames.join(", ") || "none"})`, { adapter: name });
@@ -218,7 +261,7 @@ export class ShiraModel {
    * ```
    */
   addAdapter(name: string, config: ShiraConfig, opts: AddAdapterOptions = {}): void {
-    this.#check();
+    this.#guard("addAdapter");
     checkAdapterName(name);
     if (this.#peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`, { adapter: name });
     if (!(config instanceof ShiraConfig)) throw new ConfigError("CONFIG_INVALID", "addAdapter: config must be a ShiraConfig");
@@ -243,6 +286,9 @@ export class ShiraModel {
       config.fanInFanOut = fanInFanOut;
     }
     const mts = [...findModulesToSave(this.model, config.modulesToSave)];
+    if (targets.some((t) => !(t.layer instanceof ShiraLinear)) || mts.some(([n]) => !(this.model.getSubmodule(n) instanceof ModulesToSaveWrapper))) {
+      this.#guardGeneration("addAdapter", "it would inject new layers");
+    }
     // 2. allocate every layer's buffers and every modules_to_save copy (all or none)
     const rt = runtime();
     const { built, copies } = rt.transaction(() => ({
@@ -381,7 +427,7 @@ export class ShiraModel {
    * ```
    */
   setAdapter(names: string | string[]): void {
-    this.#check();
+    this.#guard("setAdapter");
     if (typeof names !== "string" && !Array.isArray(names)) {
       throw new ConfigError("CONFIG_INVALID", `setAdapter: names must be an adapter name or a list of names, got ${names === null ? "null" : typeof names}`, { argument: "names" });
     }
@@ -406,8 +452,9 @@ export class ShiraModel {
    * remaining adapter) become active.
    */
   deleteAdapter(name: string): void {
-    this.#check();
+    this.#guard("deleteAdapter");
     this.#requireAdapter(name);
+    if (this.#active.includes(name) || this.#fused.some((f) => f.name === name)) this.#guardGeneration("deleteAdapter", `"${name}" is active and its memory is in use`);
     this.#noDisabledScope("deleteAdapter");
     if (this.#fused.some((f) => f.name === name)) this.#refuse(this.#fused.filter((f) => f.name !== name));
     for (const [, layer] of this.shiraLayers()) layer.deleteAdapter(name);
@@ -422,7 +469,7 @@ export class ShiraModel {
    * PEFT's `set_scale`: the scaling of an adapter on every layer (default 1.0). Fused weights follow.
    */
   setScale(adapter: string, scale: number): void {
-    this.#check();
+    this.#guard("setScale");
     this.#requireAdapter(adapter);
     if (typeof scale !== "number" || !Number.isFinite(scale) || !Number.isFinite(Math.fround(scale))) {
       throw new ConfigError("CONFIG_INVALID", `setScale: scale for "${adapter}" must be a finite float32 number, got ${scale}`, { adapter, value: scale, argument: "scale" });
@@ -456,7 +503,7 @@ export class ShiraModel {
    * ```
    */
   disableAdapters<R>(fn: () => R): R {
-    this.#check();
+    this.#guard("disableAdapters");
     if (typeof fn !== "function") throw new ConfigError("CONFIG_INVALID", `disableAdapters: fn must be a function, got ${typeof fn}`, { argument: "fn" });
     const wasDisabled = this.#disabled;
     const fused = this.#fused.slice();
@@ -492,14 +539,14 @@ export class ShiraModel {
 
   /** Disables adapter layers until {@link enableAdapterLayers} (unfuses exactly, like PEFT unmerges). */
   disableAdapterLayers(): void {
-    this.#check();
+    this.#guard("disableAdapterLayers");
     this.#restoreAll();
     this.#setDisabled(true);
   }
 
   /** Re-enables adapter layers. */
   enableAdapterLayers(): void {
-    this.#check();
+    this.#guard("enableAdapterLayers");
     this.#noDisabledScope("enableAdapterLayers");
     this.#setDisabled(false);
   }
@@ -513,7 +560,7 @@ export class ShiraModel {
    * ```
    */
   switchToBase(): void {
-    this.#check();
+    this.#guard("switchToBase");
     this.#noDisabledScope("switchToBase");
     this.#restoreAll();
     this.#setDisabled(true);
@@ -648,7 +695,7 @@ export class ShiraModel {
    * ```
    */
   merge(opts: MergeOptions = {}): void {
-    this.#check();
+    this.#guard("merge");
     this.#noDisabledScope("merge");
     if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `merge: options must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
     const names = opts.adapterNames ?? this.#active;
@@ -663,7 +710,7 @@ export class ShiraModel {
 
   /** Unfuses every merged/fused adapter: the base weights come back bit for bit. */
   unmerge(): void {
-    this.#check();
+    this.#guard("unmerge");
     this.#restoreAll();
   }
 
@@ -675,6 +722,7 @@ export class ShiraModel {
    * ```
    */
   switchTo(name: string, opts: { safeMerge?: boolean } = {}): void {
+    this.#guard("switchTo");
     this.fuse([{ name, weight: 1 }], opts);
   }
 
@@ -687,7 +735,7 @@ export class ShiraModel {
    * ```
    */
   fuse(entries: FuseEntry[], opts: { safeMerge?: boolean } = {}): void {
-    this.#check();
+    this.#guard("fuse");
     this.#noDisabledScope("fuse");
     if (!Array.isArray(entries) || entries.length === 0) throw new ConfigError("CONFIG_INVALID", "fuse: give at least one { name, weight }", { argument: "entries" });
     if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `fuse: options must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
@@ -732,7 +780,8 @@ export class ShiraModel {
    * active adapter's trained copy. This ShiraModel is unusable afterwards.
    */
   mergeAndUnload(opts: MergeOptions = {}): Module {
-    this.#check();
+    this.#guard("mergeAndUnload");
+    this.#guardGeneration("mergeAndUnload", "it replaces the adapted layers");
     this.#noDisabledScope("mergeAndUnload");
     this.merge(opts);
     return this.#unload(true);
@@ -740,7 +789,8 @@ export class ShiraModel {
 
   /** Restores the base weights exactly and returns the model without adapter layers (PEFT's `unload`). */
   unload(): Module {
-    this.#check();
+    this.#guard("unload");
+    this.#guardGeneration("unload", "it replaces the adapted layers");
     this.#noDisabledScope("unload");
     this.#restoreAll();
     return this.#unload(false);
@@ -796,7 +846,7 @@ export class ShiraModel {
    * ```
    */
   async loadAdapter(source: AdapterSource, adapterName: string, opts: { isTrainable?: boolean } = {}): Promise<void> {
-    this.#check();
+    this.#guard("loadAdapter");
     checkAdapterName(adapterName);
     if (this.#peftConfig.has(adapterName)) throw new StateError("ADAPTER_EXISTS", `adapter "${adapterName}" already exists`, { adapter: adapterName });
     const files = await readAdapterFiles(source);
@@ -805,7 +855,7 @@ export class ShiraModel {
 
   /** Synchronous {@link loadAdapter} from the two files' contents. */
   loadAdapterFiles(config: string | Record<string, unknown>, model: Uint8Array, adapterName: string, opts: { isTrainable?: boolean } = {}): void {
-    this.#check();
+    this.#guard("loadAdapterFiles");
     checkAdapterName(adapterName);
     if (this.#peftConfig.has(adapterName)) throw new StateError("ADAPTER_EXISTS", `adapter "${adapterName}" already exists`, { adapter: adapterName });
     const parsed = parseAdapter(this.model, config, model, opts);
@@ -912,15 +962,24 @@ export class ShiraModel {
    * fused/unfused state exactly. Called by `train()`.
    */
   beginTraining(): () => void {
-    this.#check();
+    this.#guard("train");
+    this.#guardGeneration("train", "training changes the weights");
     const prev = this.#fused.slice();
     const active = this.#active.slice();
     const same = prev.length === active.length && prev.every((f, i) => f.name === active[i]);
     if (!same) this.#refuse(active.map((name) => ({ name, weight: 1 })));
     this.model.train(true);
+    this.#busy = "train";
+    let ended = false;
     return () => {
-      this.#refuse(prev);
-      this.#active = active;
+      if (ended) return;
+      ended = true;
+      try {
+        this.#refuse(prev);
+        this.#active = active;
+      } finally {
+        this.#busy = null;
+      }
     };
   }
 

@@ -144,6 +144,10 @@ const yieldToEventLoop = () =>
 /**
  * Trains `model` on `data`. Resolves with the per-step losses; rejects with `ShiraError` code `ABORTED` when
  * `signal` aborts (the model is restored to its pre-training fused/unfused state either way).
+ *
+ * Concurrency: the loop yields to the event loop between steps. While it runs, an adapter model (`ShiraModel`,
+ * `LoraModel`) refuses every adapter or weight change and a second `train()` with `StateError` code `BUSY` (also
+ * from `onProgress`); they work again once the promise settles.
  */
 export async function train(model: Trainable, data: Dataset, opts: TrainOptions = {}): Promise<TrainResult> {
   const n = countRows(data);
@@ -164,12 +168,20 @@ export async function train(model: Trainable, data: Dataset, opts: TrainOptions 
   const stepsPerEpoch = Math.ceil(microPerEpoch / accum);
   const totalSteps = Math.min(opts.maxSteps ?? Infinity, stepsPerEpoch * epochs);
   const schedule = lrMultiplier(opts.schedule ?? "constant", totalSteps);
-  const optimizer = makeOptimizer(opts.optimizer, params, lr);
+  // marks the model busy (a second train() or an adapter change meanwhile is refused with BUSY) before anything
+  // is allocated, so a refused call leaves nothing behind
+  const restore = model.beginTraining?.() ?? (() => undefined);
+  let optimizer: Optimizer;
+  try {
+    optimizer = makeOptimizer(opts.optimizer, params, lr);
+  } catch (e) {
+    restore();
+    throw e;
+  }
   const ownsOptimizer = optimizer !== opts.optimizer;
   const baseLr = optimizer.lr;
   const rng = new Rng(opts.shuffle === false ? 0 : opts.shuffle ?? 0);
   const order = Int32Array.from({ length: n }, (_, i) => i);
-  const restore = model.beginTraining?.() ?? (() => undefined);
   model.train(true);
   const losses: number[] = [];
   const t0 = performance.now();

@@ -64,7 +64,7 @@ export type { FromPretrainedOptions, LoadProgress } from "./models/load.js";
 export { openCheckpoint } from "./models/source.js";
 export { AutoTokenizer, PreTrainedTokenizer } from "./models/tokenizer.js";
 export type { AutoTokenizerOptions, BatchEncodeOptions, BatchEncoding, ChatMessage, ChatTemplateOptions, DecodeOptions, DecodeStream, EncodeOptions, SpecialTokens } from "./models/tokenizer.js";
-export type { CheckpointSource, CheckpointFile, CheckpointFiles } from "./models/source.js";
+export type { CheckpointSource, CheckpointFile, CheckpointFiles, OpenCheckpointOptions } from "./models/source.js";
 
 // ---------------------------------------------------------------- SHiRA
 export { ShiraConfig, matchesTarget, DEFAULT_PEFT_VERSION, TASK_TYPES } from "./shira/config.js";
@@ -108,9 +108,10 @@ export {
 } from "./io/safetensors.js";
 export type { Dtype, TensorEntry, RawTensor, SafetensorsHeader, TensorData, TensorInput } from "./io/safetensors.js";
 export { bytesSource, blobSource, urlSource } from "./io/byte-source.js";
-export type { ByteSource } from "./io/byte-source.js";
+export type { ByteSource, UrlSourceInit } from "./io/byte-source.js";
+export type { LoadSignalOptions } from "./io/abort.js";
 export { parseAdapter, readAdapterFiles, saveAdapterFiles, adapterKeys, CONFIG_NAME, WEIGHTS_NAME, KEY_PREFIX } from "./io/peft.js";
-export type { AdapterFiles, AdapterFilesInput, AdapterSource, ParsedAdapter } from "./io/peft.js";
+export type { AdapterFiles, AdapterFilesInput, AdapterSource, ParsedAdapter, AdapterReadOptions } from "./io/peft.js";
 
 // ---------------------------------------------------------------- training
 export { SGD, AdamW, clipGradNorm } from "./train/optim.js";

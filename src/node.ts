@@ -18,3 +18,4 @@ registerFileSystem({
 
 export * from "./index.js";
 export { openFileSource, readFileBytes, writeFileBytes } from "./io/node-source.js";
+export type { FileReadOptions } from "./io/node-source.js";

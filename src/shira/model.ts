@@ -540,6 +540,7 @@ export class ShiraModel {
   /** Disables adapter layers until {@link enableAdapterLayers} (unfuses exactly, like PEFT unmerges). */
   disableAdapterLayers(): void {
     this.#guard("disableAdapterLayers");
+    this.#noDisabledScope("disableAdapterLayers");
     this.#restoreAll();
     this.#setDisabled(true);
   }
@@ -711,6 +712,7 @@ export class ShiraModel {
   /** Unfuses every merged/fused adapter: the base weights come back bit for bit. */
   unmerge(): void {
     this.#guard("unmerge");
+    this.#noDisabledScope("unmerge");
     this.#restoreAll();
   }
 

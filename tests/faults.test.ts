@@ -1,7 +1,7 @@
 // Issue 12: every adapter and model operation is all-or-nothing under faults, bad input and concurrent calls.
 // Validate, then mutate: a failed call throws the library's typed error and leaves every weight, adapter, name and
 // byte of wasm memory as it was.
-import { test, describe } from "node:test";
+import { after, test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -93,6 +93,14 @@ function freeModel(model: Module): void {
  * OUT_OF_MEMORY, `snap` is unchanged, no byte leaked, and the same call succeeds when retried. Stops at the first n at
  * which the call succeeds; returns how many failures were injected.
  */
+/** Allocations failed per path, printed at the end (the issue's note reports them). */
+const SWEPT = new Map<string, number>();
+after(() => {
+  const total = [...SWEPT.values()].reduce((a, b) => a + b, 0);
+  console.log(`fault injection: ${total} allocations failed along ${SWEPT.size} paths`);
+  for (const [label, n] of SWEPT) console.log(`  ${String(n).padStart(5)}  ${label}`);
+});
+
 async function sweep<S>(
   label: string,
   setup: () => S | Promise<S>,
@@ -118,6 +126,7 @@ async function sweep<S>(
     if (err === null) {
       dispose(s);
       assert.ok(n - 1 >= (opts.minFaults ?? 1), `${label}: only ${n - 1} allocation(s) were failed`);
+      SWEPT.set(label, (SWEPT.get(label) ?? 0) + n - 1);
       return n - 1;
     }
     assert.ok(isOom(err), `${label}, fault at allocation ${n}: expected OUT_OF_MEMORY, got ${(err as Error)?.stack ?? err}`);

@@ -549,3 +549,17 @@ describe("decoder dispose", () => {
     assert.throws(() => lm.forward([[1]]), /dispose/);
   });
 });
+
+describe("decoder arguments", () => {
+  it("ragged, null and out-of-vocabulary ids are ShapeErrors naming the argument", async () => {
+    const lm = await AutoModelForCausalLM.fromPretrained(join(TRANSFORMERS, "llama", "model"));
+    try {
+      assert.throws(() => lm.forward([[1, 2], null as unknown as number[]]), (e: unknown) => e instanceof ShapeError && /row 1 is null/.test((e as Error).message));
+      assert.throws(() => lm.forward([[1, 2], [3]]), (e: unknown) => e instanceof ShapeError && /row 1 has 1 entries/.test((e as Error).message));
+      assert.throws(() => lm.forward([[1, 300]]), (e: unknown) => e instanceof ShapeError && /300/.test((e as Error).message));
+      await assert.rejects(lm.generate([[1, 2], null as unknown as number[]]), ShapeError);
+    } finally {
+      lm.dispose();
+    }
+  });
+});

@@ -203,6 +203,10 @@ function flatInts(x: ArrayLike<number> | ArrayLike<number>[], what: string): { d
     const cols = rows[0].length;
     const data: number[] = [];
     for (let r = 0; r < rows.length; r++) {
+      const row = rows[r] as unknown;
+      if (typeof row !== "object" || row === null || typeof (row as ArrayLike<number>).length !== "number") {
+        throw new ShapeError("SHAPE_MISMATCH", `${what}: row ${r} is ${row === null ? "null" : typeof row}, not a list of numbers`, { row: r });
+      }
       if (rows[r].length !== cols) throw new ShapeError("SHAPE_MISMATCH", `${what}: row ${r} has ${rows[r].length} entries, row 0 has ${cols}`, { row: r });
       for (let c = 0; c < cols; c++) data.push(Number(rows[r][c]));
     }

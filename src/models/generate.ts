@@ -65,9 +65,16 @@ export interface GenerateResult {
   timings: { prefillMs: number; decodeMs: number; newTokens: number };
 }
 
-function ids2d(x: ArrayLike<number> | ArrayLike<number>[]): number[][] {
+function ids2d(x: ArrayLike<number> | ArrayLike<number>[], what = "inputIds"): number[][] {
   const first = (x as ArrayLike<unknown>)[0];
-  if (x.length > 0 && typeof first === "object" && first !== null) return Array.from(x as ArrayLike<number>[], (r) => Array.from(r, Number));
+  if (x.length > 0 && typeof first === "object" && first !== null) {
+    return Array.from(x as ArrayLike<number>[], (r, i) => {
+      if (typeof r !== "object" || r === null || typeof (r as ArrayLike<number>).length !== "number") {
+        throw new ShapeError("SHAPE_MISMATCH", `generate: ${what} row ${i} is ${r === null ? "null" : typeof r}, not a list of numbers`, { row: i });
+      }
+      return Array.from(r, Number);
+    });
+  }
   return [Array.from(x as ArrayLike<number>, Number)];
 }
 
@@ -120,7 +127,7 @@ export async function* streamTokens(model: DecoderModel, inputIds: ArrayLike<num
   if (opts.stopStrings?.length && !opts.tokenizer) throw new ConfigError("CONFIG_INVALID", "generate: stopStrings needs a tokenizer (pass { tokenizer })", { field: "stopStrings" });
   let mask: number[][] | null = null;
   if (opts.attentionMask) {
-    mask = ids2d(opts.attentionMask);
+    mask = ids2d(opts.attentionMask, "attentionMask");
     if (mask.length !== B || mask.some((r) => r.length !== T)) throw new ShapeError("SHAPE_MISMATCH", `generate: attentionMask must be [${B}, ${T}]`);
   }
   const rng = sampling.doSample ? new Rng(opts.seed ?? (Math.random() * 2 ** 32) >>> 0) : null;

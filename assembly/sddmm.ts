@@ -1,6 +1,9 @@
 // Masked matmul (SDDMM): the gradient of SHiRA's sparse values, O(B * nnz), never a dense [N,K] gradient.
 //   g[j] = (acc ? g[j] : 0) + scale * sum_b gy[b, row_j] * x[b, col_j]
-// Positions in CSR by output row: rowPtr i32[N+1], col i32[nnz] (row_j is the CSR row holding j).
+// Positions in CSR by output row: rowPtr i32[N+1], idx i32[nnz] (flat positions n * rowLen + col, ascending;
+// rowLen = K for a dense [N, K] weight): row_j is the CSR row n holding j, col_j = idx[j] - n * rowLen (no column
+// array is stored; the SIMD path moves the xT base back by n * rowLen rows once per row instead of subtracting per
+// position, so only where the column comes from changed, not the order of the float operations).
 // `scratch` points to f32_sddmm_csr_scratch(B, K, N) floats the kernel may use.
 //
 // B == 1 (no scratch): one product per position, the twin's order exactly (bit-identical).
@@ -23,12 +26,13 @@ export function f32_sddmm_csr_scratch(B: i32, K: i32, N: i32): i32 {
   return B <= 1 ? 0 : (N + K) * ((B + 3) & ~3);
 }
 
-export function f32_sddmm_csr_scalar(gy: usize, x: usize, rowPtr: usize, col: usize, g: usize, scale: f32, B: i32, K: i32, N: i32, acc: i32, scratch: usize): void {
+export function f32_sddmm_csr_scalar(gy: usize, x: usize, rowPtr: usize, idx: usize, rowLen: i32, g: usize, scale: f32, B: i32, K: i32, N: i32, acc: i32, scratch: usize): void {
   for (let n = 0; n < N; n++) {
     const j0 = load<i32>(rowPtr + (<usize>n << 2));
     const j1 = load<i32>(rowPtr + (<usize>(n + 1) << 2));
+    const base = n * rowLen;
     for (let j = j0; j < j1; j++) {
-      const c = load<i32>(col + (<usize>j << 2));
+      const c = load<i32>(idx + (<usize>j << 2)) - base;
       let s: f32 = 0;
       for (let b = 0; b < B; b++) {
         s += load<f32>(gy + ((<usize>b * <usize>N + <usize>n) << 2)) * load<f32>(x + ((<usize>b * <usize>K + <usize>c) << 2));
@@ -39,25 +43,26 @@ export function f32_sddmm_csr_scalar(gy: usize, x: usize, rowPtr: usize, col: us
   }
 }
 
-/** B == 1: g[j] = (acc ? g : 0) + scale * (0 + gy[n] * x[col[j]]), 4 positions per step. */
-function sddmvRows(gy: usize, x: usize, rowPtr: usize, col: usize, g: usize, scale: f32, N: i32, acc: i32): void {
+/** B == 1: g[j] = (acc ? g : 0) + scale * (0 + gy[n] * x[col[j]]), col[j] = idx[j] - n * rowLen. */
+function sddmvRows(gy: usize, x: usize, rowPtr: usize, idx: usize, rowLen: i32, g: usize, scale: f32, N: i32, acc: i32): void {
   for (let n = 0; n < N; n++) {
     const j0 = load<i32>(rowPtr + (<usize>n << 2)), j1 = load<i32>(rowPtr + (<usize>n << 2), 4);
     const gv = load<f32>(gy + (<usize>n << 2));
+    const xn = x - (<usize>n * <usize>rowLen << 2); // wrapping; xn + idx[j] * 4 = x + col[j] * 4
     for (let j = j0; j < j1; j++) {
       let s: f32 = 0;
-      s += gv * load<f32>(x + (<usize>load<i32>(col + (<usize>j << 2)) << 2));
+      s += gv * load<f32>(xn + (<usize>load<i32>(idx + (<usize>j << 2)) << 2));
       const gp = g + (<usize>j << 2);
       store<f32>(gp, acc ? load<f32>(gp) + scale * s : scale * s);
     }
   }
 }
 
-export function f32_sddmm_csr(gy: usize, x: usize, rowPtr: usize, col: usize, g: usize, scale: f32, B: i32, K: i32, N: i32, acc: i32, scratch: usize): void {
+export function f32_sddmm_csr(gy: usize, x: usize, rowPtr: usize, idx: usize, rowLen: i32, g: usize, scale: f32, B: i32, K: i32, N: i32, acc: i32, scratch: usize): void {
   if (N <= 0) return;
   if (B <= 1) {
-    if (B == 1) sddmvRows(gy, x, rowPtr, col, g, scale, N, acc);
-    else f32_sddmm_csr_scalar(gy, x, rowPtr, col, g, scale, B, K, N, acc, scratch);
+    if (B == 1) sddmvRows(gy, x, rowPtr, idx, rowLen, g, scale, N, acc);
+    else f32_sddmm_csr_scalar(gy, x, rowPtr, idx, rowLen, g, scale, B, K, N, acc, scratch);
     return;
   }
   const Bp = (B + 3) & ~3;
@@ -71,10 +76,11 @@ export function f32_sddmm_csr(gy: usize, x: usize, rowPtr: usize, col: usize, g:
     const j1 = load<i32>(rowPtr + (<usize>n << 2), 4);
     const gr = gyT + <usize>n * rs;
     const ge = gr + rs;
+    const xn = xT - <usize>n * <usize>rowLen * rs; // wrapping; xn + idx[j] * rs = xT + col[j] * rs
     for (; j + 4 <= j1; j += 4) {
-      const cp = col + (<usize>j << 2);
-      let p0 = xT + <usize>load<i32>(cp) * rs, p1 = xT + <usize>load<i32>(cp, 4) * rs;
-      let p2 = xT + <usize>load<i32>(cp, 8) * rs, p3 = xT + <usize>load<i32>(cp, 12) * rs;
+      const cp = idx + (<usize>j << 2);
+      let p0 = xn + <usize>load<i32>(cp) * rs, p1 = xn + <usize>load<i32>(cp, 4) * rs;
+      let p2 = xn + <usize>load<i32>(cp, 8) * rs, p3 = xn + <usize>load<i32>(cp, 12) * rs;
       let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
       for (let q = gr; q < ge; q += 16) {
         const v = v128.load(q);
@@ -93,7 +99,7 @@ export function f32_sddmm_csr(gy: usize, x: usize, rowPtr: usize, col: usize, g:
       v128.store(gp, r);
     }
     for (; j < j1; j++) {
-      let p = xT + <usize>load<i32>(col + (<usize>j << 2)) * rs;
+      let p = xn + <usize>load<i32>(idx + (<usize>j << 2)) * rs;
       let a = f32x4.splat(0);
       for (let q = gr; q < ge; q += 16) {
         a = madd(v128.load(q), v128.load(p), a);

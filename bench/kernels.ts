@@ -199,7 +199,7 @@ async function sparseRows(rt: Runtime, opts: BenchOptions, log: (s: string) => v
     const pos = randomPositions(N, K, nnz, 21);
     const w = rt.allocF32(randomF32(N * K, 22));
     const rowPtr = rt.allocI32(pos.rowPtr);
-    const col = rt.allocI32(pos.col);
+    const idx = rt.allocI32(pos.flat);
     const val = rt.allocF32(randomF32(nnz, 23));
     for (const B of SPARSE_BATCHES) {
       const x = rt.allocF32(randomF32(B * K, 24));
@@ -207,7 +207,7 @@ async function sparseRows(rt: Runtime, opts: BenchOptions, log: (s: string) => v
       const scratch = rt.allocF32(Math.max(1, rt.k.f32_spmm_csr_scratch(B, K, N)));
       const heavy = B * K * N > 1e9;
       const [d, s] = await timeRoundRobin(
-        [() => rt.k.f32_gemm_nt(x.ptr, w.ptr, 0, y.ptr, B, K, N, 0), () => rt.k.f32_spmm_csr(x.ptr, rowPtr.ptr, col.ptr, val.ptr, 1, y.ptr, B, K, N, scratch.ptr)],
+        [() => rt.k.f32_gemm_nt(x.ptr, w.ptr, 0, y.ptr, B, K, N, 0), () => rt.k.f32_spmm_csr(x.ptr, rowPtr.ptr, idx.ptr, K, val.ptr, 1, y.ptr, B, K, N, scratch.ptr)],
         timing(opts, heavy),
       );
       const [dense, sp] = [d.median, s.median];
@@ -228,7 +228,7 @@ async function sparseRows(rt: Runtime, opts: BenchOptions, log: (s: string) => v
       log(`  spmm B=${B} [${N}, ${K}]: ${sp.toFixed(3)} ms vs dense ${dense.toFixed(2)} ms (unfused overhead x${((dense + sp) / dense).toFixed(3)})`);
       for (const b of [x, y, scratch]) b.free();
     }
-    for (const b of [w, rowPtr, col, val] as (F32Buffer | I32Buffer)[]) b.free();
+    for (const b of [w, rowPtr, idx, val] as (F32Buffer | I32Buffer)[]) b.free();
   }
   // SDDMM (the sparse-value gradient) against the dense weight gradient, MLP training shape at batch 64
   {
@@ -238,12 +238,12 @@ async function sparseRows(rt: Runtime, opts: BenchOptions, log: (s: string) => v
     const gy = rt.allocF32(randomF32(B * N, 32));
     const x = rt.allocF32(randomF32(B * K, 33));
     const rowPtr = rt.allocI32(pos.rowPtr);
-    const col = rt.allocI32(pos.col);
+    const idx = rt.allocI32(pos.flat);
     const g = rt.allocF32(nnz);
     const gw = rt.allocF32(N * K);
     const scratch = rt.allocF32(rt.k.f32_sddmm_csr_scratch(B, K, N));
     const [d, s] = await timeRoundRobin(
-      [() => rt.k.f32_gemm_tn(gy.ptr, x.ptr, gw.ptr, B, N, K, 0), () => rt.k.f32_sddmm_csr(gy.ptr, x.ptr, rowPtr.ptr, col.ptr, g.ptr, 1, B, K, N, 0, scratch.ptr)],
+      [() => rt.k.f32_gemm_tn(gy.ptr, x.ptr, gw.ptr, B, N, K, 0), () => rt.k.f32_sddmm_csr(gy.ptr, x.ptr, rowPtr.ptr, idx.ptr, K, g.ptr, 1, B, K, N, 0, scratch.ptr)],
       timing(opts, false),
     );
     const [dense, sd] = [d.median, s.median];
@@ -261,7 +261,7 @@ async function sparseRows(rt: Runtime, opts: BenchOptions, log: (s: string) => v
       note: `nnz = ${nnz}`,
     });
     log(`  sddmm B=${B} [${N}, ${K}]: ${sd.toFixed(3)} ms vs gemm_tn ${dense.toFixed(2)} ms`);
-    for (const b of [gy, x, rowPtr, col, g, gw, scratch] as (F32Buffer | I32Buffer)[]) b.free();
+    for (const b of [gy, x, rowPtr, idx, g, gw, scratch] as (F32Buffer | I32Buffer)[]) b.free();
   }
   return rows;
 }

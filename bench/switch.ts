@@ -196,7 +196,7 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
       const y = rt.allocF32(B * out);
       const need = k.f32_spmm_csr_scratch(B, inn, out);
       const scratch = need > 0 ? rt.allocF32(need) : null;
-      const spmm = timeSync(() => k.f32_spmm_csr(x.ptr, a.rowPtr.ptr, a.cols.ptr, a.weight.ptr, 1, y.ptr, B, inn, out, scratch ? scratch.ptr : 0), {
+      const spmm = timeSync(() => k.f32_spmm_csr(x.ptr, a.rowPtr.ptr, a.indices.ptr, inn, a.weight.ptr, 1, y.ptr, B, inn, out, scratch ? scratch.ptr : 0), {
         warmup: 2,
         minRuns: B >= 128 ? 5 : 20,
         minTimeMs: 200,

@@ -153,7 +153,7 @@ function breakdown(m: Method): Record<string, number> {
       for (const p of mod.baseLayer.parameters()) out.base_weights += p.size * 4;
       for (const a of mod.adapters.values()) {
         out.adapter_values += a.nnz * 4;
-        out.adapter_positions += (a.indices.length + a.rowPtr.length + a.cols.length) * 4;
+        out.adapter_positions += (a.indices.length + a.rowPtr.length) * 4;
         if (a.saved) out.saved_base_values += a.saved.length * 4;
       }
     } else if (mod instanceof LoraLinear) {
@@ -378,17 +378,15 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
         `Difference by owner (SHiRA − LoRA): ${items.join(", ")}. ` +
         `Step buffers live at the peak, SHiRA: ${stepBlocks(memS)}; LoRA: ${stepBlocks(memL)}. ` +
         "Both hold the same base weights, values, gradients and AdamW state (16 B per trainable parameter). SHiRA adds, " +
-        "per value, its positions in two forms (sorted flat indices for scatter/gather and CSR cols for the kernels, " +
-        "4 + 4 B, plus rowPtr) and the saved base values that make fused training exactly reversible (4 B); and, at the " +
-        "peak, the scratch of f32_sddmm_csr in fc2's backward (gyᵀ and xᵀ packed: (N + K)·B floats = 512 KiB), live " +
-        "together with fc2's input gradient. LoRA's own extra activations are only [B, r] per layer (this engine keeps " +
-        "no autograd graph; PyTorch's LoRA activations are where the paper's 16 % saving comes from). " +
-        "Changes outside these files that would cut the gap: (1) src/shira/layer.ts ShiraLinear.backward: run the SDDMM " +
-        "(and free its scratch) before allocating the input gradient (−256 KiB at this peak); (2) keep one form of the " +
-        "positions (cols = flat index − row·in is derivable from the flat indices and rowPtr inside the kernels: −4 B per " +
-        "value, −277 KiB here); (3) assembly/sddmm.ts: bound the scratch (pack gyᵀ per block of rows). The saved base values " +
-        "(4 B per value) are the price of the exact restore; with positions stored once SHiRA still needs ≥ 8 B per value " +
-        "more than LoRA, so at this scale (tiny LoRA activations) SHiRA's peak cannot drop below LoRA's.",
+        "per value, its position, stored once (sorted flat indices: scatter/gather, and the CSR kernels' column source, " +
+        "col = index − row·rowLen; 4 B, plus rowPtr, (rows + 1)·4 B per layer) and the saved base values that make fused " +
+        "training exactly reversible (4 B); and, at the peak, the scratch of f32_sddmm_csr in fc2's backward (gyᵀ and " +
+        "xᵀ packed: (N + K)·B floats = 512 KiB; already freed before the input gradient is allocated). LoRA's own extra " +
+        "activations are only [B, r] per layer (this engine keeps no autograd graph; PyTorch's LoRA activations are where " +
+        "the paper's 16 % saving comes from). A change that would cut the gap further: assembly/sddmm.ts: bound the " +
+        "scratch (pack gyᵀ per block of rows). The saved base values (4 B per value) are the price of the exact restore; " +
+        "with positions stored once SHiRA still needs 8 B per value (+ rowPtr) more than LoRA, so at this scale (tiny " +
+        "LoRA activations) SHiRA's peak cannot drop below LoRA's.",
     );
   }
   if (!timeMet) {

@@ -216,10 +216,16 @@ describe("SHiRA on GPT-2's Conv1D (tests/fixtures/transformers/gpt2/shira)", () 
       assert.deepEqual(Array.from(cols), Array.from(f.cols));
       const stored = Array.from(f.rows, (r, j) => f.cols[j] * OUT + r).sort((p, q) => p - q);
       assert.deepEqual(Array.from(a.indices.view), stored, "stored flat col*out+row, ascending");
-      // CSR by stored row (= input index), columns = output index
+      // CSR by stored row (= input index) over the flat indices: column (output index) = index - k * out
       const rp = a.rowPtr.view;
       assert.equal(rp.length, IN + 1);
-      for (let k = 0; k < IN; k++) for (let j = rp[k]; j < rp[k + 1]; j++) assert.equal(a.indices.view[j], k * OUT + a.cols.view[j]);
+      assert.equal(rp[0], 0);
+      assert.equal(rp[IN], a.nnz);
+      for (let k = 0; k < IN; k++)
+        for (let j = rp[k]; j < rp[k + 1]; j++) {
+          const c = a.indices.view[j] - k * OUT;
+          assert.ok(c >= 0 && c < OUT, `entry ${j} lies in stored row ${k}`);
+        }
     }
   });
 

@@ -266,13 +266,13 @@ function suite(variant: WasmVariant): void {
           const pos = positions(N, K, Math.round(N * K * dens), seed++);
           const nnz = pos.flat.length;
           const xa = rand(B * K, seed++), va = rand(nnz, seed++), ya = rand(B * N, seed++), gya = rand(B * N, seed++), ga = rand(nnz, seed++);
-          const x = rt.allocF32(xa), rowPtr = rt.allocI32(pos.rowPtr), col = rt.allocI32(pos.col), val = rt.allocF32(va), y = rt.allocF32(ya);
+          const x = rt.allocF32(xa), rowPtr = rt.allocI32(pos.rowPtr), idx = rt.allocI32(pos.flat), val = rt.allocF32(va), y = rt.allocF32(ya);
           const scratch = rt.allocF32(Math.max(1, rt.k.f32_spmm_csr_scratch(B, K, N), rt.k.f32_sddmm_csr_scratch(B, K, N)));
           const gy = rt.allocF32(gya), g = rt.allocF32(ga);
           const scale = 0.75;
-          rt.k.f32_spmm_csr(x.ptr, rowPtr.ptr, col.ptr, val.ptr, scale, y.ptr, B, K, N, scratch.ptr);
+          rt.k.f32_spmm_csr(x.ptr, rowPtr.ptr, idx.ptr, K, val.ptr, scale, y.ptr, B, K, N, scratch.ptr);
           const acc = seed % 2;
-          rt.k.f32_sddmm_csr(gy.ptr, x.ptr, rowPtr.ptr, col.ptr, g.ptr, 1.25, B, K, N, acc, scratch.ptr);
+          rt.k.f32_sddmm_csr(gy.ptr, x.ptr, rowPtr.ptr, idx.ptr, K, g.ptr, 1.25, B, K, N, acc, scratch.ptr);
           const yRef = new Float64Array(B * N), yB = new Float64Array(B * N);
           let maxRow = 0;
           for (let n = 0; n < N; n++) maxRow = Math.max(maxRow, pos.rowPtr[n + 1] - pos.rowPtr[n]);
@@ -301,7 +301,7 @@ function suite(variant: WasmVariant): void {
               gB[j] = (acc ? Math.abs(ga[j]) : 0) + 1.25 * t;
             }
           assertSum(`sddmm B=${B} N=${N} K=${K} nnz=${nnz}`, g.view, gRef, gB, B + 1);
-          for (const buf of [x, rowPtr, col, val, y, scratch, gy, g]) buf.free();
+          for (const buf of [x, rowPtr, idx, val, y, scratch, gy, g]) buf.free();
         }
       }
     });
@@ -535,13 +535,13 @@ function suite(variant: WasmVariant): void {
       assertBits("gemm_nt after growth", y.view, first);
       // a sparse kernel whose scratch lives past the old end of memory
       const pos = positions(N, K, 500, 1803);
-      const rowPtr = rt.allocI32(pos.rowPtr), col = rt.allocI32(pos.col), val = rt.allocF32(rand(500, 1804));
+      const rowPtr = rt.allocI32(pos.rowPtr), idx = rt.allocI32(pos.flat), val = rt.allocF32(rand(500, 1804));
       const scratch = rt.allocF32(rt.k.f32_spmm_csr_scratch(B, K, N));
       const y2 = rt.allocF32(first);
-      rt.k.f32_spmm_csr(x.ptr, rowPtr.ptr, col.ptr, val.ptr, 1, y2.ptr, B, K, N, scratch.ptr);
-      rt.k.f32_spmm_csr_scalar(x.ptr, rowPtr.ptr, col.ptr, val.ptr, 1, y.ptr, B, K, N, 0);
+      rt.k.f32_spmm_csr(x.ptr, rowPtr.ptr, idx.ptr, K, val.ptr, 1, y2.ptr, B, K, N, scratch.ptr);
+      rt.k.f32_spmm_csr_scalar(x.ptr, rowPtr.ptr, idx.ptr, K, val.ptr, 1, y.ptr, B, K, N, 0);
       assertBits(relaxed ? "spmm after growth (relaxed: vs twin within bound)" : "spmm after growth", relaxed ? y2.view.map((v, i) => (Math.abs(v - y.view[i]) < 1e-5 ? y.view[i] : v)) : y2.view, y.view);
-      for (const b of [x, w, bias, y, big, rowPtr, col, val, scratch, y2]) b.free();
+      for (const b of [x, w, bias, y, big, rowPtr, idx, val, scratch, y2]) b.free();
     });
   });
 }

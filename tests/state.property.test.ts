@@ -260,8 +260,8 @@ function expectedMemory(ref: Ref): { bytes: number; blocks: number } {
   let blocks = MODEL_BLOCKS;
   for (const s of ref.specs.values()) {
     for (const [l, p] of s.pos) {
-      bytes += 4 * (3 * p.length + DIMS[l].out + 1); // indices, cols, values; CSR row pointers
-      blocks += 4;
+      bytes += 4 * (2 * p.length + DIMS[l].out + 1); // indices, values; CSR row pointers
+      blocks += 3;
     }
   }
   for (const f of ref.fused) {

@@ -23,8 +23,8 @@ describe("f32_spmm_csr", () => {
           const x = allocRandom(B * K, seed + 1), val = allocRandom(nnz, seed + 2), y0 = allocRandom(B * N, seed + 3);
           const y1 = allocCopy(y0, B * N), y2 = allocCopy(y0, B * N);
           const scratch = allocZero(f32_spmm_csr_scratch(B, K, N));
-          f32_spmm_csr(x, pos.rowPtr, pos.col, val, 0.75, y1, B, K, N, scratch);
-          f32_spmm_csr_scalar(x, pos.rowPtr, pos.col, val, 0.75, y2, B, K, N, 0);
+          f32_spmm_csr(x, pos.rowPtr, pos.flat, K, val, 0.75, y1, B, K, N, scratch);
+          f32_spmm_csr_scalar(x, pos.rowPtr, pos.flat, K, val, 0.75, y2, B, K, N, 0);
           expect<i32>(bitDiffs(y1, y2, B * N)).toBe(0);
           heap.free(x);
           heap.free(val);
@@ -46,25 +46,25 @@ describe("f32_spmm_csr", () => {
   });
 
   it("adds scale * S x to y (a known case)", () => {
-    // S = [[0, 2, 0], [0, 0, 0], [1, 0, -1]], x = [[1, 2, 3], [4, 5, 6]], scale 0.5
-    const rowPtr = heap.alloc(16), col = heap.alloc(12), val = heap.alloc(12), x = heap.alloc(24), y = allocZero(6);
+    // S = [[0, 2, 0], [0, 0, 0], [1, 0, -1]], x = [[1, 2, 3], [4, 5, 6]], scale 0.5; flat positions r * 3 + c
+    const rowPtr = heap.alloc(16), idx = heap.alloc(12), val = heap.alloc(12), x = heap.alloc(24), y = allocZero(6);
     store<i32>(rowPtr, 0);
     store<i32>(rowPtr, 1, 4);
     store<i32>(rowPtr, 1, 8);
     store<i32>(rowPtr, 3, 12);
-    store<i32>(col, 1);
-    store<i32>(col, 0, 4);
-    store<i32>(col, 2, 8);
+    store<i32>(idx, 1);
+    store<i32>(idx, 6, 4);
+    store<i32>(idx, 8, 8);
     store<f32>(val, 2);
     store<f32>(val, 1, 4);
     store<f32>(val, -1, 8);
     for (let i = 0; i < 6; i++) store<f32>(x + (<usize>i << 2), <f32>(i + 1));
     const scratch = allocZero(f32_spmm_csr_scratch(2, 3, 3));
-    f32_spmm_csr(x, rowPtr, col, val, 0.5, y, 2, 3, 3, scratch);
+    f32_spmm_csr(x, rowPtr, idx, 3, val, 0.5, y, 2, 3, 3, scratch);
     const want: f32[] = [2, 0, -1, 5, 0, -1];
     for (let i = 0; i < 6; i++) expect<f32>(load<f32>(y + (<usize>i << 2))).toBe(want[i]);
     heap.free(rowPtr);
-    heap.free(col);
+    heap.free(idx);
     heap.free(val);
     heap.free(x);
     heap.free(y);
@@ -85,11 +85,11 @@ describe("f32_sddmm_csr", () => {
           const gy = allocRandom(B * N, seed + 1), x = allocRandom(B * K, seed + 2), g0 = allocRandom(nnz, seed + 3);
           const g1 = allocCopy(g0, nnz), g2 = allocCopy(g0, nnz);
           const scratch = allocZero(f32_sddmm_csr_scratch(B, K, N));
-          f32_sddmm_csr(gy, x, pos.rowPtr, pos.col, g1, 1.25, B, K, N, acc, scratch);
-          f32_sddmm_csr_scalar(gy, x, pos.rowPtr, pos.col, g2, 1.25, B, K, N, acc, 0);
+          f32_sddmm_csr(gy, x, pos.rowPtr, pos.flat, K, g1, 1.25, B, K, N, acc, scratch);
+          f32_sddmm_csr_scalar(gy, x, pos.rowPtr, pos.flat, K, g2, 1.25, B, K, N, acc, 0);
           if (B == 1) expect<i32>(bitDiffs(g1, g2, nnz)).toBe(0, "B = 1 exact");
           const agy = allocAbs(gy, B * N), ax = allocAbs(x, B * K), ag = allocAbs(g0, nnz);
-          f32_sddmm_csr_scalar(agy, ax, pos.rowPtr, pos.col, ag, 1.25, B, K, N, acc, 0);
+          f32_sddmm_csr_scalar(agy, ax, pos.rowPtr, pos.flat, K, ag, 1.25, B, K, N, acc, 0);
           expect<i32>(boundDiffs(g1, g2, ag, nnz, 2.0 * <f64>(B + 2) * U32)).toBe(0, "bound");
           heap.free(gy);
           heap.free(x);
@@ -108,25 +108,25 @@ describe("f32_sddmm_csr", () => {
   });
 
   it("computes g[j] = scale * sum_b gy[b, row_j] x[b, col_j] (a known case)", () => {
-    // positions (0, 1) and (1, 0) of a [2, 2] weight; gy = [[1, 2], [3, 4]], x = [[5, 6], [7, 8]]
-    const rowPtr = heap.alloc(12), col = heap.alloc(8), gy = heap.alloc(16), x = heap.alloc(16), g = allocZero(2);
+    // positions (0, 1) and (1, 0) of a [2, 2] weight (flat 1, 2); gy = [[1, 2], [3, 4]], x = [[5, 6], [7, 8]]
+    const rowPtr = heap.alloc(12), idx = heap.alloc(8), gy = heap.alloc(16), x = heap.alloc(16), g = allocZero(2);
     store<i32>(rowPtr, 0);
     store<i32>(rowPtr, 1, 4);
     store<i32>(rowPtr, 2, 8);
-    store<i32>(col, 1);
-    store<i32>(col, 0, 4);
+    store<i32>(idx, 1);
+    store<i32>(idx, 2, 4);
     const gv: f32[] = [1, 2, 3, 4], xv: f32[] = [5, 6, 7, 8];
     for (let i = 0; i < 4; i++) {
       store<f32>(gy + (<usize>i << 2), gv[i]);
       store<f32>(x + (<usize>i << 2), xv[i]);
     }
     const scratch = allocZero(f32_sddmm_csr_scratch(2, 2, 2));
-    f32_sddmm_csr(gy, x, rowPtr, col, g, 2, 2, 2, 2, 0, scratch);
+    f32_sddmm_csr(gy, x, rowPtr, idx, 2, g, 2, 2, 2, 2, 0, scratch);
     // g0 = 2 (gy[0,0] x[0,1] + gy[1,0] x[1,1]) = 2 (6 + 24) = 60;  g1 = 2 (gy[0,1] x[0,0] + gy[1,1] x[1,0]) = 2 (10 + 28) = 76
     expect<f32>(load<f32>(g)).toBe(60);
     expect<f32>(load<f32>(g, 4)).toBe(76);
     heap.free(rowPtr);
-    heap.free(col);
+    heap.free(idx);
     heap.free(gy);
     heap.free(x);
     heap.free(g);
@@ -148,8 +148,8 @@ describe("f32_spmm_csr_t", () => {
           const nnz = pos.nnz;
           const x = allocRandom(B * K, seed + 1), val = allocRandom(nnz, seed + 2), y0 = allocRandom(B * N, seed + 3);
           const y1 = allocCopy(y0, B * N), y2 = allocCopy(y0, B * N);
-          f32_spmm_csr_t(x, pos.rowPtr, pos.col, val, 0.75, y1, B, K, N);
-          f32_spmm_csr_t_scalar(x, pos.rowPtr, pos.col, val, 0.75, y2, B, K, N);
+          f32_spmm_csr_t(x, pos.rowPtr, pos.flat, N, val, 0.75, y1, B, K, N);
+          f32_spmm_csr_t_scalar(x, pos.rowPtr, pos.flat, N, val, 0.75, y2, B, K, N);
           expect<i32>(bitDiffs(y1, y2, B * N)).toBe(0);
           // dense reference in f64: y0 + 0.75 * sum_k x[b, k] S[k, n]
           let bad = 0;
@@ -183,20 +183,20 @@ describe("f32_spmm_csr_t", () => {
   });
 
   it("computes y[b, col_j] += scale * val_j * x[b, k] (a known case)", () => {
-    // S over K = 2 input rows, N = 3 outputs: (k 0, n 2) = 1, (k 1, n 0) = 2, (k 1, n 2) = 3
-    const rowPtr = heap.alloc(12), col = heap.alloc(12), val = heap.alloc(12), x = heap.alloc(16), y = allocZero(6);
+    // S over K = 2 input rows, N = 3 outputs: (k 0, n 2) = 1, (k 1, n 0) = 2, (k 1, n 2) = 3 (flat k * 3 + n)
+    const rowPtr = heap.alloc(12), idx = heap.alloc(12), val = heap.alloc(12), x = heap.alloc(16), y = allocZero(6);
     store<i32>(rowPtr, 0);
     store<i32>(rowPtr, 1, 4);
     store<i32>(rowPtr, 3, 8);
-    store<i32>(col, 2);
-    store<i32>(col, 0, 4);
-    store<i32>(col, 2, 8);
+    store<i32>(idx, 2);
+    store<i32>(idx, 3, 4);
+    store<i32>(idx, 5, 8);
     store<f32>(val, 1);
     store<f32>(val, 2, 4);
     store<f32>(val, 3, 8);
     const xv: f32[] = [5, 6, 7, 8]; // x = [[5, 6], [7, 8]]
     for (let i = 0; i < 4; i++) store<f32>(x + (<usize>i << 2), xv[i]);
-    f32_spmm_csr_t(x, rowPtr, col, val, 2, y, 2, 2, 3);
+    f32_spmm_csr_t(x, rowPtr, idx, 3, val, 2, y, 2, 2, 3);
     // row 0: y = 2 * [2*6, 0, 1*5 + 3*6] = [24, 0, 46];  row 1: 2 * [2*8, 0, 7 + 24] = [32, 0, 62]
     expect<f32>(load<f32>(y)).toBe(24);
     expect<f32>(load<f32>(y, 4)).toBe(0);
@@ -205,7 +205,7 @@ describe("f32_spmm_csr_t", () => {
     expect<f32>(load<f32>(y, 16)).toBe(0);
     expect<f32>(load<f32>(y, 20)).toBe(62);
     heap.free(rowPtr);
-    heap.free(col);
+    heap.free(idx);
     heap.free(val);
     heap.free(x);
     heap.free(y);

@@ -20,11 +20,11 @@ export interface Kernels {
   f32_bias_grad_scalar(gy: number, gb: number, B: number, N: number, acc: number): void;
   // sparse
   f32_spmm_csr_scratch(B: number, K: number, N: number): number;
-  f32_spmm_csr(x: number, rowPtr: number, col: number, val: number, scale: number, y: number, B: number, K: number, N: number, scratch: number): void;
-  f32_spmm_csr_scalar(x: number, rowPtr: number, col: number, val: number, scale: number, y: number, B: number, K: number, N: number, scratch: number): void;
+  f32_spmm_csr(x: number, rowPtr: number, idx: number, rowLen: number, val: number, scale: number, y: number, B: number, K: number, N: number, scratch: number): void;
+  f32_spmm_csr_scalar(x: number, rowPtr: number, idx: number, rowLen: number, val: number, scale: number, y: number, B: number, K: number, N: number, scratch: number): void;
   f32_sddmm_csr_scratch(B: number, K: number, N: number): number;
-  f32_sddmm_csr(gy: number, x: number, rowPtr: number, col: number, g: number, scale: number, B: number, K: number, N: number, acc: number, scratch: number): void;
-  f32_sddmm_csr_scalar(gy: number, x: number, rowPtr: number, col: number, g: number, scale: number, B: number, K: number, N: number, acc: number, scratch: number): void;
+  f32_sddmm_csr(gy: number, x: number, rowPtr: number, idx: number, rowLen: number, g: number, scale: number, B: number, K: number, N: number, acc: number, scratch: number): void;
+  f32_sddmm_csr_scalar(gy: number, x: number, rowPtr: number, idx: number, rowLen: number, g: number, scale: number, B: number, K: number, N: number, acc: number, scratch: number): void;
   // switching
   f32_scatter_add(w: number, idx: number, v: number, scale: number, nnz: number): void;
   f32_scatter_add_scalar(w: number, idx: number, v: number, scale: number, nnz: number): void;
@@ -70,8 +70,8 @@ export interface Kernels {
   f32_gather_scatter_add(w: number, idx: number, saved: number, v: number, scale: number, nnz: number): void;
   f32_gather_scatter_add_scalar(w: number, idx: number, saved: number, v: number, scale: number, nnz: number): void;
   // transposed sparse delta forward, CSR by input row (fan_in_fan_out layers, assembly/spmm.ts)
-  f32_spmm_csr_t(x: number, rowPtr: number, col: number, val: number, scale: number, y: number, B: number, K: number, N: number): void;
-  f32_spmm_csr_t_scalar(x: number, rowPtr: number, col: number, val: number, scale: number, y: number, B: number, K: number, N: number): void;
+  f32_spmm_csr_t(x: number, rowPtr: number, idx: number, rowLen: number, val: number, scale: number, y: number, B: number, K: number, N: number): void;
+  f32_spmm_csr_t_scalar(x: number, rowPtr: number, idx: number, rowLen: number, val: number, scale: number, y: number, B: number, K: number, N: number): void;
   // decoder models (assembly/norm.ts, rope.ts, attention.ts, embedding.ts, activation.ts)
   f32_rmsnorm(x: number, w: number, y: number, rows: number, D: number, eps: number): void;
   f32_rmsnorm_scalar(x: number, w: number, y: number, rows: number, D: number, eps: number): void;

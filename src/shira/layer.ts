@@ -2,14 +2,16 @@
  * `ShiraLinear`: a `Linear` layer carrying SHiRA adapters (PEFT's `shira.Linear`).
  *
  * Per adapter it stores `nnz = r * (out + in)` values (`shiraWeight`, PEFT's `shira_weight`) and their positions,
- * once, in the two forms the kernels want:
+ * once (4 B per value), plus the small CSR row pointers over them:
  *
  * ```
- *   indices  i32[nnz]    flat positions in the stored weight, ascending (scatter / gather, switching)
+ *   indices  i32[nnz]    flat positions in the stored weight, ascending (scatter / gather, switching, and the
+ *                        CSR kernels' column source)
  *                        Linear: row * in + col;  Conv1D (stored [in, out]): col * out + row
- *   rowPtr   i32[R+1]    CSR row pointers by stored row (Linear: R = out; Conv1D: R = in)
- *                        (unfused forward, masked-matmul grads)
- *   cols     i32[nnz]    stored column of each value, in the same order (Linear: input; Conv1D: output index)
+ *   rowPtr   i32[R+1]    CSR row pointers by stored row (Linear: R = out; Conv1D: R = in) over `indices`
+ *                        (unfused forward, masked-matmul grads); the stored column of entry j in row r is
+ *                        indices[j] - r * C, C = the stored row length (Linear: in; Conv1D: out), computed by
+ *                        the kernels (no column array is kept)
  *   weight   f32[nnz]    the values, in the same order (a trainable Parameter)
  * ```
  *
@@ -45,10 +47,11 @@ export class ShiraAdapterWeights {
   readonly nnz: number;
   /** Flat positions in the stored weight, ascending (see the file comment). */
   readonly indices: I32Buffer;
-  /** CSR row pointers by stored row. */
+  /**
+   * CSR row pointers by stored row over {@link indices}: the stored column of entry j in row r is
+   * `indices[j] - r * storedCols` (the kernels take `indices` and {@link storedCols}; no column array is kept).
+   */
   readonly rowPtr: I32Buffer;
-  /** Stored column of each value. */
-  readonly cols: I32Buffer;
   /** PEFT's `shira_weight[adapter]`, in the order of {@link indices} (see {@link peftValues} for PEFT's order). */
   readonly weight: Parameter;
   /** PEFT's `scaling[adapter]` (default 1.0). */
@@ -59,6 +62,11 @@ export class ShiraAdapterWeights {
   readonly inFeatures: number;
   /** The stored weight is `[in, out]` (Conv1D). */
   readonly fanInFanOut: boolean;
+
+  /** Length of a stored row (Linear: in; Conv1D: out): the CSR kernels' `rowLen`. */
+  get storedCols(): number {
+    return this.fanInFanOut ? this.outFeatures : this.inFeatures;
+  }
 
   /**
    * @internal `flat`: positions in the stored weight (see {@link ShiraLinear.addAdapter} for the conversion from
@@ -76,18 +84,12 @@ export class ShiraAdapterWeights {
     const storedRows = fanInFanOut ? inFeatures : outFeatures;
     const storedCols = fanInFanOut ? outFeatures : inFeatures;
     const rowPtr = new Int32Array(storedRows + 1);
-    const cols = new Int32Array(nnz);
-    for (let j = 0; j < nnz; j++) {
-      const row = Math.floor(flat[j] / storedCols);
-      cols[j] = flat[j] - row * storedCols;
-      rowPtr[row + 1]++;
-    }
+    for (let j = 0; j < nnz; j++) rowPtr[Math.floor(flat[j] / storedCols) + 1]++;
     for (let i = 0; i < storedRows; i++) rowPtr[i + 1] += rowPtr[i];
-    // all four buffers or none (a failed allocation frees the ones already made)
-    const [indices, rp, cl, weight] = rt.transaction(() => [rt.allocI32(flat), rt.allocI32(rowPtr), rt.allocI32(cols), Parameter.from(values, [nnz])] as const);
+    // all three buffers or none (a failed allocation frees the ones already made)
+    const [indices, rp, weight] = rt.transaction(() => [rt.allocI32(flat), rt.allocI32(rowPtr), Parameter.from(values, [nnz])] as const);
     this.indices = indices;
     this.rowPtr = rp;
-    this.cols = cl;
     this.weight = weight;
   }
 
@@ -162,7 +164,6 @@ export class ShiraAdapterWeights {
   free(): void {
     this.indices.free();
     this.rowPtr.free();
-    this.cols.free();
     this.weight.free();
     this.saved?.free();
     this.saved = null;
@@ -522,8 +523,8 @@ export class ShiraLinear extends Module {
     const k = runtime().k;
     for (const a of extra) {
       const s = Math.fround(a.scaling);
-      if (this.fanInFanOut) k.f32_spmm_csr_t(xPtr, a.rowPtr.ptr, a.cols.ptr, a.weight.ptr, s, yPtr, B, this.inFeatures, this.outFeatures);
-      else k.f32_spmm_csr(xPtr, a.rowPtr.ptr, a.cols.ptr, a.weight.ptr, s, yPtr, B, this.inFeatures, this.outFeatures, scratchPtr);
+      if (this.fanInFanOut) k.f32_spmm_csr_t(xPtr, a.rowPtr.ptr, a.indices.ptr, this.outFeatures, a.weight.ptr, s, yPtr, B, this.inFeatures, this.outFeatures);
+      else k.f32_spmm_csr(xPtr, a.rowPtr.ptr, a.indices.ptr, this.inFeatures, a.weight.ptr, s, yPtr, B, this.inFeatures, this.outFeatures, scratchPtr);
     }
   }
 
@@ -602,8 +603,8 @@ export class ShiraLinear extends Module {
           const g = a.weight.ensureGrad().ptr;
           const sp = scratch ? scratch.ptr : 0;
           // g[j] = coef * Σ_b gy[b, out_j] x[b, in_j]; Conv1D: CSR rows are inputs, columns outputs
-          if (t) k.f32_sddmm_csr(x.ptr, gy.ptr, a.rowPtr.ptr, a.cols.ptr, g, coef, B, N, K, 1, sp);
-          else k.f32_sddmm_csr(gy.ptr, x.ptr, a.rowPtr.ptr, a.cols.ptr, g, coef, B, K, N, 1, sp);
+          if (t) k.f32_sddmm_csr(x.ptr, gy.ptr, a.rowPtr.ptr, a.indices.ptr, N, g, coef, B, N, K, 1, sp);
+          else k.f32_sddmm_csr(gy.ptr, x.ptr, a.rowPtr.ptr, a.indices.ptr, K, g, coef, B, K, N, 1, sp);
         }
       } finally {
         scratch?.free();
@@ -624,8 +625,8 @@ export class ShiraLinear extends Module {
       const scratch = need > 0 ? rt.allocF32(need) : null;
       try {
         for (const [a, coef] of withCoef) {
-          if (t) k.f32_spmm_csr(gy.ptr, a.rowPtr.ptr, a.cols.ptr, a.weight.ptr, coef, gx.ptr, B, N, K, scratch ? scratch.ptr : 0);
-          else k.f32_spmm_csr_t(gy.ptr, a.rowPtr.ptr, a.cols.ptr, a.weight.ptr, coef, gx.ptr, B, N, K);
+          if (t) k.f32_spmm_csr(gy.ptr, a.rowPtr.ptr, a.indices.ptr, N, a.weight.ptr, coef, gx.ptr, B, N, K, scratch ? scratch.ptr : 0);
+          else k.f32_spmm_csr_t(gy.ptr, a.rowPtr.ptr, a.indices.ptr, K, a.weight.ptr, coef, gx.ptr, B, N, K);
         }
       } finally {
         scratch?.free();
@@ -649,7 +650,6 @@ export class ShiraLinear extends Module {
     for (const a of this.adapters.values()) {
       a.indices.free();
       a.rowPtr.free();
-      a.cols.free();
       a.saved?.free();
       a.saved = null;
     }

@@ -260,4 +260,28 @@ describe("sampling on a large vocabulary", () => {
     for (let i = 0; i < V; i++) assert.equal(y[i], x[i] >= kth ? x[i] : -Infinity);
     assert.equal(y.filter((v) => v !== -Infinity).length, 50);
   });
+
+  it("top-p equals transformers' rule (ascending sort, cumulative softmax <= 1 - p removed) on 151,936 entries", () => {
+    const rng = new Rng(4);
+    const V = 151936;
+    const x = Float32Array.from({ length: V }, () => 3 * rng.normal());
+    for (const p of [0.5, 0.9, 0.99]) {
+      const y = x.slice();
+      topP(y, p);
+      // reference: indices sorted ascending by logit, float64 softmax, cumulative sum, remove while <= 1 - p
+      let m = -Infinity;
+      for (const v of x) m = Math.max(m, v);
+      let s = 0;
+      for (const v of x) s += Math.exp(v - m);
+      const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => x[a] - x[b]);
+      const removed = new Set<number>();
+      let cum = 0;
+      for (let j = 0; j < V - 1; j++) {
+        cum += Math.exp(x[order[j]] - m) / s;
+        if (cum <= 1 - p) removed.add(order[j]);
+        else break;
+      }
+      for (let i = 0; i < V; i++) assert.equal(y[i] === -Infinity, removed.has(i), `p ${p}, token ${i}`);
+    }
+  });
 });

@@ -114,19 +114,29 @@ function softmaxInto(logits: Float32Array, out: Float64Array): void {
   for (let i = 0; i < logits.length; i++) out[i] /= s;
 }
 
-/** `TopPLogitsWarper`: drops the least likely tokens whose cumulative probability stays ≤ 1 − p (keeps at least one). */
+/**
+ * `TopPLogitsWarper`: drops the least likely tokens whose cumulative probability stays ≤ 1 − p (keeps at least one).
+ * The values are sorted with the native numeric sort (no index comparator: ~10 ms for a 151,936-entry vocabulary);
+ * tokens tied with the least likely kept one are kept.
+ */
 export function topP(logits: Float32Array, p: number): void {
   if (p >= 1) return;
-  const probs = new Float64Array(logits.length);
-  softmaxInto(logits, probs);
-  const order = Array.from({ length: logits.length }, (_, i) => i).filter((i) => logits[i] !== -Infinity);
-  order.sort((a, b) => logits[a] - logits[b] || b - a);
+  let m = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > m) m = logits[i];
+  let s = 0;
+  for (let i = 0; i < logits.length; i++) if (logits[i] !== -Infinity) s += Math.exp(logits[i] - m);
+  const sorted = Float32Array.from(logits).sort(); // ascending, -Infinity first
+  let j = 0;
+  while (j < sorted.length - 1 && sorted[j] === -Infinity) j++;
   let cum = 0;
-  for (let j = 0; j < order.length - 1; j++) {
-    cum += probs[order[j]];
-    if (cum <= 1 - p) logits[order[j]] = -Infinity;
+  let keepFrom = j;
+  for (; j < sorted.length - 1; j++) {
+    cum += Math.exp(sorted[j] - m) / s;
+    if (cum <= 1 - p) keepFrom = j + 1;
     else break;
   }
+  const cut = sorted[keepFrom];
+  for (let i = 0; i < logits.length; i++) if (logits[i] < cut) logits[i] = -Infinity;
 }
 
 /** `MinPLogitsWarper`: drops tokens whose probability is below `minP ×` the top probability (keeps at least one). */

@@ -14,6 +14,7 @@
  * lora.switchTo("other");
  * ```
  */
+import { refuseWhileGenerating, refuseWhileRunning } from "../shira/busy.js";
 import { ConfigError, FormatError, ShapeError, StateError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
 import { isDenseLayer, isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
@@ -361,17 +362,12 @@ export class LoraModel {
   /** Refuses a change of adapters or weights while `train()` runs on this model (`BUSY`). */
   #guard(what: string): void {
     this.#check();
-    if (this.#busy !== null) {
-      throw new StateError("BUSY", `${what}: not allowed while ${this.#busy}() runs on this model; wait for it to finish or abort it with its signal`, { operation: what, busy: this.#busy });
-    }
+    refuseWhileRunning(what, this.#busy);
   }
 
   /** Refuses a change that would break a generation running on the wrapped model (`BUSY`). */
   #guardGeneration(what: string, why: string): void {
-    const b = (this.model as { busy?: unknown }).busy;
-    if (typeof b === "string" && b) {
-      throw new StateError("BUSY", `${what}: not allowed while ${b}() runs on the model (${why}); switch adapters instead, or wait for the generation to end`, { operation: what, busy: b });
-    }
+    refuseWhileGenerating(this.model, what, why);
   }
 
   /**

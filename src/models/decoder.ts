@@ -25,6 +25,7 @@
 import { ConfigError, ShapeError, StateError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
 import { Module } from "../nn/module.js";
+import { Container } from "../nn/containers.js";
 import { Embedding, LayerNorm } from "../nn/norm.js";
 import { Parameter, Tensor } from "../nn/tensor.js";
 import { runtime, type F32Buffer, type I32Buffer, type Runtime } from "../runtime/runtime.js";
@@ -34,18 +35,6 @@ import { KVCache, type KVCacheOptions } from "./kv-cache.js";
 import { RotaryEmbedding } from "./rope.js";
 import { Conv1D } from "../nn/conv1d.js";
 import { STREAM_OP, generateTokens, streamTokens, type GenerateOptions, type GenerateResult, type GeneratedToken } from "./generate.js";
-
-/** A module with named children and no forward of its own (HF's nesting levels: `model`, `self_attn`, `mlp`). */
-export class Container extends Module {
-  /** Bumped whenever a child is replaced anywhere (adapter injection), so cached role slots are re-resolved. */
-  static generation = 0;
-  forward(_x: Tensor): Tensor {
-    throw new StateError("ADAPTER_STATE", "this container module has no forward of its own");
-  }
-  protected override onChildReplaced(): void {
-    Container.generation++;
-  }
-}
 
 /** transformers' `LlamaRMSNorm`: `weight * (x * rsqrt(mean(x²) + eps))`, in float32. */
 export class RMSNorm extends Module {
@@ -364,12 +353,8 @@ export class DecoderModel extends Module {
     return `${this.family.root}.${layersName}.${layer}.${path}`;
   }
 
-  protected override onChildReplaced(): void {
-    Container.generation++;
-  }
-
   #resolve(): LayerSlots[] {
-    if (this.#slotsGen === Container.generation && this.#slots.length) return this.#slots;
+    if (this.#slotsGen === Module.treeVersion && this.#slots.length) return this.#slots;
     this.#slots = this.#layers.map((layer) => {
       const get = (role: LayerRole): Module | null => {
         const path = this.family.layer.find(([r]) => r === role)?.[1];
@@ -388,7 +373,7 @@ export class DecoderModel extends Module {
         down: get("down") as DenseLayer,
       };
     });
-    this.#slotsGen = Container.generation;
+    this.#slotsGen = Module.treeVersion;
     return this.#slots;
   }
 
@@ -717,8 +702,6 @@ export class DecoderModel extends Module {
     this.#refuseWhileBusy("dispose");
     this.#ws.free();
     this.#rope?.free();
-    // modules with memory of their own besides parameters (adapted layers: positions, saved base values, scratch)
-    for (const [, m] of this.namedModules()) if (m !== this && m.free !== Module.prototype.free) m.free();
     this.free();
     this.#disposed = true;
   }

@@ -190,7 +190,7 @@ export async function* streamTokens(model: DecoderModel, inputIds: ArrayLike<num
         if (eos.has(tokens[b])) finished[b] = true;
         else if (stopStrings.length) {
           generatedText[b] = opts.tokenizer!.decode(out[b].slice(T));
-          if (stopStrings.some((s) => generatedText[b].endsWith(s) || generatedText[b].includes(s))) {
+          if (stopStrings.some((s) => generatedText[b].includes(s))) {
             finished[b] = true;
             stoppedBy = "stopString";
           }

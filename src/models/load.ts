@@ -13,13 +13,13 @@
  * ```
  */
 import { ConfigError, FormatError, ShapeError, ShiraError } from "../errors.js";
-import { LoadScope, type LoadSignalOptions } from "../io/abort.js";
+import { LoadScope, type LoadSignalOptions, throwIfAborted } from "../io/abort.js";
 import { openSafetensors, type SafetensorsSource } from "../io/safetensors.js";
 import type { Tensor } from "../nn/tensor.js";
 import { minParameterCount, parseConfig, SUPPORTED_MODEL_TYPES, type DecoderConfig } from "./config.js";
 import { DecoderModel } from "./decoder.js";
 import { FAMILIES } from "./families/index.js";
-import { openCheckpoint, throwIfAborted, type CheckpointFiles, type CheckpointSource } from "./source.js";
+import { openCheckpoint, type CheckpointFiles, type CheckpointSource } from "./source.js";
 
 export interface LoadProgress {
   /** The file being read. */

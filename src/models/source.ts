@@ -11,7 +11,7 @@
  * ```
  */
 import { ConfigError, ShiraError } from "../errors.js";
-import { LoadScope, abortError, checkSignalOptions, throwIfAborted, type LoadSignalOptions } from "../io/abort.js";
+import { LoadScope, checkSignalOptions, throwIfAborted, type LoadSignalOptions } from "../io/abort.js";
 import { blobSource, bytesSource, httpGet, urlSource, type ByteSource } from "../io/byte-source.js";
 import { fileSystem, hasFileSystem } from "../io/platform.js";
 
@@ -136,4 +136,3 @@ export async function openCheckpoint(source: CheckpointSource, opts: OpenCheckpo
 }
 
 // the abort helpers moved to io/abort.ts; re-exported for existing imports
-export { abortError, throwIfAborted };

@@ -15,8 +15,8 @@
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import { ConfigError, FormatError, ShiraError } from "../errors.js";
-import { LoadScope, type LoadSignalOptions } from "../io/abort.js";
-import { openCheckpoint, throwIfAborted, type CheckpointSource } from "./source.js";
+import { LoadScope, type LoadSignalOptions, throwIfAborted } from "../io/abort.js";
+import { openCheckpoint, type CheckpointSource } from "./source.js";
 
 /** One chat message, as transformers' chat templates expect (`role`, `content`, and any extra fields such as `tool_calls`). */
 export interface ChatMessage {

@@ -7,6 +7,7 @@
  * const numbered = new Sequential([new Linear(4, 4), new ReLU()]);   // children "0", "1"
  * ```
  */
+import { StateError } from "../errors.js";
 import { Module } from "./module.js";
 import { Tensor } from "./tensor.js";
 
@@ -99,6 +100,13 @@ export class ModuleList extends Module {
   }
   forward(_x: Tensor): Tensor {
     throw new Error("ModuleList has no forward; iterate over its children");
+  }
+}
+
+/** Named children without a forward of its own (nesting levels of a module tree: Hugging Face's `model`, `self_attn`). */
+export class Container extends Module {
+  forward(_x: Tensor): Tensor {
+    throw new StateError("ADAPTER_STATE", "this container module has no forward of its own");
   }
 }
 

@@ -34,6 +34,11 @@ export interface LoadStateDictResult {
 }
 
 export abstract class Module {
+  /**
+   * Bumped whenever any module gains, loses or replaces a child (`registerModule`, `removeModule`, `setSubmodule`,
+   * e.g. adapter injection), so code that caches references into a module tree knows when to look them up again.
+   */
+  static treeVersion = 0;
   /** Training mode (caches activations for backward). Switch with {@link train} / {@link eval}. */
   training = true;
   #modules = new Map<string, Module>();
@@ -60,6 +65,7 @@ export abstract class Module {
   registerModule<M extends Module>(name: string, module: M): M {
     if (name.includes(".") || name === "") throw new ShiraError("CONFIG_INVALID", `module name "${name}" must be non-empty and contain no "."`);
     this.#modules.set(name, module);
+    Module.treeVersion++;
     return module;
   }
 
@@ -67,6 +73,7 @@ export abstract class Module {
   removeModule(name: string): Module | undefined {
     const m = this.#modules.get(name);
     this.#modules.delete(name);
+    Module.treeVersion++;
     return m;
   }
 
@@ -257,6 +264,7 @@ export abstract class Module {
     const old = parent.#modules.get(name);
     if (!old) throw new ShiraError("SHIRA_MODULE_NOT_FOUND", `no submodule "${path}"`, { module: path });
     parent.#modules.set(name, module);
+    Module.treeVersion++;
     // keep a same-named field (`this.lin0 = this.registerModule("lin0", ...)`) pointing at the replacement,
     // as PyTorch's setattr does, so hand-written forwards use the adapted layer
     const fields = parent as unknown as Record<string, unknown>;
@@ -275,9 +283,14 @@ export abstract class Module {
   }
   protected clearOwnCache(): void {}
 
-  /** Frees every parameter and buffer of the tree. The module is unusable afterwards. */
+  /**
+   * Frees every parameter and buffer of the tree, and what modules of the tree hold besides them (a subclass that
+   * overrides `free`, e.g. an adapted layer's positions and saved base values, is called too; `free` is idempotent).
+   * The module is unusable afterwards.
+   */
   free(): void {
     this.clearCache();
+    for (const [, m] of this.namedModules()) if (m !== this && m.free !== Module.prototype.free) m.free();
     for (const p of this.parameters()) p.free();
     for (const [, b] of this.namedBuffers()) b.free();
   }

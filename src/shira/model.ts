@@ -13,6 +13,7 @@
  * peft.unmerge();                             // the base weights, bit for bit
  * ```
  */
+import { refuseWhileGenerating, refuseWhileRunning } from "./busy.js";
 import { ConfigError, ShapeError, StateError } from "../errors.js";
 import { isDenseLayer, isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
 import { Module } from "../nn/module.js";
@@ -218,17 +219,12 @@ export class ShiraModel {
   /** Refuses a change of adapters or weights while `train()` runs on this model (`BUSY`). */
   #guard(what: string): void {
     this.#check();
-    if (this.#busy !== null) {
-      throw new StateError("BUSY", `${what}: not allowed while ${this.#busy}() runs on this model; wait for it to finish or abort it with its signal`, { operation: what, busy: this.#busy });
-    }
+    refuseWhileRunning(what, this.#busy);
   }
 
   /** Refuses a change that would break a generation running on the wrapped model (`BUSY`). */
   #guardGeneration(what: string, why: string): void {
-    const b = (this.model as { busy?: unknown }).busy;
-    if (typeof b === "string" && b) {
-      throw new StateError("BUSY", `${what}: not allowed while ${b}() runs on the model (${why}); switch adapters instead, or wait for the generation to end`, { operation: what, busy: b });
-    }
+    refuseWhileGenerating(this.model, what, why);
   }
 
   #requireAdapter(name: string): ShiraConfig {
@@ -609,11 +605,6 @@ export class ShiraModel {
     this.#fused = this.#fused.concat(list.map((f) => ({ ...f })));
   }
 
-  /** Fuses `list` on top of the current fused state: every buffer first, then the weights (all or nothing). */
-  #fuseAll(list: { name: string; weight: number }[]): void {
-    this.#applyFuse(list, this.#prepareFuse(list));
-  }
-
   /** Replaces the fused state by `list` (restore, then fuse), with every buffer allocated before the restore. */
   #refuse(list: { name: string; weight: number }[], between?: () => void): void {
     const prepared = this.#prepareFuse(list);
@@ -625,7 +616,7 @@ export class ShiraModel {
   /**
    * The rapid path of {@link switchTo} / {@link fuse} with one adapter while at most one is fused: every layer goes
    * from its fused adapter to the new one in one sweep ({@link ShiraLinear.switchFused}), bit-identical to
-   * `#restoreAll()` + `#fuseAll([entry])`. The buffers for the new base values are allocated first, so a failed
+   * `#restoreAll()` + fusing `entry`. The buffers for the new base values are allocated first, so a failed
    * allocation changes nothing. Returns false (nothing done) when a layer has several adapters fused.
    */
   #switchAll(entry: { name: string; weight: number }): boolean {

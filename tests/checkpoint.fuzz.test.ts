@@ -12,6 +12,7 @@
 // index and the mutations.
 // Run: node --import tsx --test tests/checkpoint.fuzz.test.ts
 
+import { Sfc32 as Rng } from "./helpers/random.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
@@ -24,45 +25,6 @@ const SEED = Number(process.env["CKPT_SEED"] ?? 0xc4e7);
 const RUNS = Number(process.env["CKPT_RUNS"] ?? 12_000);
 const ONLY = process.env["CKPT_ONLY"] === undefined ? null : Number(process.env["CKPT_ONLY"]);
 const TIMEOUT_MS = 5000;
-
-// ----------------------------------------------------------------------------------------------------------------
-// seeded randomness (sfc32)
-// ----------------------------------------------------------------------------------------------------------------
-
-class Rng {
-  #a: number;
-  #b: number;
-  #c: number;
-  #d: number;
-  constructor(seed: number) {
-    this.#a = 0x9e3779b9;
-    this.#b = 0x243f6a88;
-    this.#c = 0xb7e15162;
-    this.#d = seed >>> 0;
-    for (let i = 0; i < 15; i++) this.u32();
-  }
-  u32(): number {
-    const t = (((this.#a + this.#b) | 0) + this.#d) | 0;
-    this.#d = (this.#d + 1) | 0;
-    this.#a = this.#b ^ (this.#b >>> 9);
-    this.#b = (this.#c + (this.#c << 3)) | 0;
-    this.#c = (this.#c << 21) | (this.#c >>> 11);
-    this.#c = (this.#c + t) | 0;
-    return t >>> 0;
-  }
-  float(): number {
-    return this.u32() / 2 ** 32;
-  }
-  int(n: number): number {
-    return Math.floor(this.float() * n);
-  }
-  chance(p: number): boolean {
-    return this.float() < p;
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)];
-  }
-}
 
 // ----------------------------------------------------------------------------------------------------------------
 // the base checkpoints

@@ -13,7 +13,6 @@ import {
   LoraConfig,
   PeftModel,
   ReLU,
-  Rng,
   Sequential,
   ShiraConfig,
   ShiraError,
@@ -27,19 +26,8 @@ import {
   type ShiraModel,
 } from "../src/node.js";
 import { TRANSFORMERS } from "./helpers/transformers.js";
+import { toyData } from "./helpers/fixtures.js";
 
-/** A tiny separable 3-class task (as in train.test.ts). */
-function toyData(n: number, seed: number) {
-  const rng = new Rng(seed);
-  const inputs = new Float32Array(n * 8);
-  const labels = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const c = i % 3;
-    labels[i] = c;
-    for (let j = 0; j < 8; j++) inputs[i * 8 + j] = rng.normal() * 0.5 + (j % 3 === c ? 1.5 : 0);
-  }
-  return { inputs, labels, inputSize: 8 };
-}
 
 const isBusy = (busy: string) => (e: unknown) => {
   assert.ok(e instanceof StateError, `a StateError, got ${String(e)}`);

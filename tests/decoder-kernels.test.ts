@@ -11,6 +11,7 @@
 //
 // The plain-SIMD build always runs; the relaxed-SIMD build runs too when this Node validates it, otherwise in a
 // child `node --experimental-wasm-relaxed-simd` (as tests/kernels.test.ts).
+import { rand, rng } from "./helpers/random.js";
 import { forEachVariant } from "./helpers/variants.js";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -21,23 +22,6 @@ const fr = Math.fround;
 
 // ------------------------------------------------------------------------------------------------ data
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  const r = rng(seed);
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (r() * 2 - 1) * scale;
-  return a;
-}
 
 // ------------------------------------------------------------------------------------------------ checks
 

@@ -82,9 +82,8 @@ function snapshot(model: Module, peft?: ShiraModel | LoraModel | null): unknown 
   };
 }
 
-/** Frees a model tree and the adapters' own buffers. */
+/** Frees a model tree, the adapters' own buffers included. */
 function freeModel(model: Module): void {
-  for (const [, m] of model.namedModules()) if (m !== model && m.free !== Module.prototype.free) m.free();
   model.free();
 }
 

@@ -15,9 +15,10 @@
 // (replay it alone with STATE_ONLY=<seed>), the step and the last operations.
 // Run: node --import tsx --test tests/state.property.test.ts
 
+import { Sfc32 } from "./helpers/random.js";
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Linear, RuntimeError, ShiraConfig, ShiraError, ShiraLinear, StateError, ConfigError, Tensor, getPeftModel, runtime, type ShiraModel, Module } from "../src/node.js";
+import { Linear, RuntimeError, ShiraConfig, ShiraError, ShiraLinear, StateError, ConfigError, Tensor, getPeftModel, runtime, type ShiraModel } from "../src/node.js";
 import { fixtureModel, readFixture } from "./helpers/fixtures.js";
 
 const rt = runtime();
@@ -32,43 +33,7 @@ const ONLY = process.env["STATE_ONLY"] === undefined ? null : Number(process.env
 // seeded randomness (sfc32)
 // ----------------------------------------------------------------------------------------------------------------
 
-class Rng {
-  #a: number;
-  #b: number;
-  #c: number;
-  #d: number;
-  constructor(seed: number) {
-    this.#a = 0x9e3779b9;
-    this.#b = 0x243f6a88;
-    this.#c = 0xb7e15162;
-    this.#d = seed >>> 0;
-    for (let i = 0; i < 15; i++) this.u32();
-  }
-  u32(): number {
-    const t = (((this.#a + this.#b) | 0) + this.#d) | 0;
-    this.#d = (this.#d + 1) | 0;
-    this.#a = this.#b ^ (this.#b >>> 9);
-    this.#b = (this.#c + (this.#c << 3)) | 0;
-    this.#c = (this.#c << 21) | (this.#c >>> 11);
-    this.#c = (this.#c + t) | 0;
-    return t >>> 0;
-  }
-  float(): number {
-    return this.u32() / 2 ** 32;
-  }
-  int(n: number): number {
-    return Math.floor(this.float() * n);
-  }
-  chance(p: number): boolean {
-    return this.float() < p;
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[this.int(a.length)];
-  }
-  gauss(): number {
-    const u = 1 - this.float();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.float());
-  }
+class Rng extends Sfc32 {
   shuffled<T>(a: readonly T[]): T[] {
     const b = a.slice();
     for (let i = b.length - 1; i > 0; i--) {
@@ -815,7 +780,6 @@ async function runSequence(seed: number, stats: Stats): Promise<void> {
     }
   }
   // freeing the model returns every byte
-  for (const [, m] of model.namedModules()) if (m !== model && m.free !== Module.prototype.free) m.free();
   model.free();
   assert.equal(rt.liveBytes, ctx.L0, `sequence ${seed}: bytes left after freeing the model`);
   assert.equal(rt.liveBlocks, ctx.B0, `sequence ${seed}: blocks left after freeing the model`);
@@ -868,7 +832,6 @@ test(
       }
     } finally {
       x.free();
-      for (const [, m] of peft.model.namedModules()) if (m !== peft.model && m.free !== Module.prototype.free) m.free();
       peft.model.free();
     }
   },
@@ -895,7 +858,6 @@ test(
         assert.deepEqual(peft.mergedAdapters, [], `${call}() inside disableAdapters was accepted, but the scope fused ${JSON.stringify(peft.mergedAdapters)} again`);
         if (call === "disableAdapterLayers") assert.equal(peft.adaptersDisabled, true, `${call}() inside disableAdapters was accepted, but the scope re-enabled the adapters`);
       } else assert.deepEqual(peft.mergedAdapters, ["a", "b"]);
-      for (const [, m] of peft.model.namedModules()) if (m !== peft.model && m.free !== Module.prototype.free) m.free();
       peft.model.free();
     }
   },

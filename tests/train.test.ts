@@ -20,14 +20,13 @@ import {
   ShiraError,
   ConfigError,
   manualSeed,
-  Rng,
   topKIndices,
   structMask,
   getLoraModel,
   LoraConfig,
 } from "../src/node.js";
 import { loadMnist, split, transform, asDataset } from "../src/demo/mnist-data.js";
-import { bitsEqual } from "./helpers/fixtures.js";
+import { bitsEqual, toyData } from "./helpers/fixtures.js";
 
 const f32 = Math.fround;
 
@@ -101,18 +100,6 @@ describe("optimizers and schedules", () => {
   });
 });
 
-/** A tiny separable 3-class task. */
-function toyData(n: number, seed: number) {
-  const rng = new Rng(seed);
-  const inputs = new Float32Array(n * 8);
-  const labels = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const c = i % 3;
-    labels[i] = c;
-    for (let j = 0; j < 8; j++) inputs[i * 8 + j] = rng.normal() * 0.5 + (j % 3 === c ? 1.5 : 0);
-  }
-  return { inputs, labels, inputSize: 8 };
-}
 
 describe("training loop", () => {
   test("SHiRA trains in fused form: only masked positions change; the base is bit-identical afterwards", async () => {

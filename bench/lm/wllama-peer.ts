@@ -42,6 +42,7 @@
 //     repeats; decode_tok_s[C] = 1000 / step. N / wall_N is returned too (decode_tok_s_request), as are
 //     llama-server's own counters (`timings.predicted_per_second`, `prompt_per_second`).
 // Sampling is greedy: `temperature: 0`, `top_k: 1`; `ignore_eos: true` keeps generation from stopping early.
+import { rng } from "../common.js";
 import { createReadStream, existsSync, readFileSync, statSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -135,7 +136,7 @@ const PROMPT_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
  * default byte order). Our engine can be fed the same ids; `idsToText` turns them into wllama's prompt string.
  */
 export function promptIds(n: number, seed = 1): number[] {
-  const next = xorshift(seed);
+  const next = rng(seed);
   const table = gpt2ByteTokens();
   return Array.from({ length: n }, () => table.indexOf(PROMPT_CHARS[next(PROMPT_CHARS.length)]));
 }
@@ -358,17 +359,6 @@ async function pageMain(p: PageParams): Promise<PageResult> {
 
 // ------------------------------------------------------------------------------------------- driver
 
-function xorshift(seed: number): (n: number) => number {
-  let s = seed >>> 0 || 1;
-  return (n: number) => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return Math.floor((s / 4294967296) * n);
-  };
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

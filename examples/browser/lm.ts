@@ -7,6 +7,7 @@
  * (`npm run serve:examples -- --data DIR`), else a folder picked by the user. Adapters: `<folder>/adapters/<name>/`
  * (listed by `<folder>/adapters/index.json`, which the example server generates). Test hook: `window.shiraLM`.
  */
+import { byId } from "./dom.js";
 import {
   init,
   AutoModelForCausalLM,
@@ -25,11 +26,6 @@ declare global {
   }
 }
 
-const byId = <T extends HTMLElement = HTMLElement>(id: string): T => {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`page: #${id} is missing`);
-  return el as T;
-};
 const ui = {
   status: byId("status"),
   info: byId("info"),

@@ -7,6 +7,7 @@
  * folder (scripts/serve-examples.mjs), or files picked / dropped by the user. Test hook: `window.shiraDemo`
  * (see hook.ts).
  */
+import { byId } from "./dom.js";
 import { init, readSafetensors, PeftModel, Tensor, type AdapterSource, type Module, type ShiraModel, createMlp, type MlpSpec } from "../../src/index.js";
 import { argmax, softmax } from "./softmax.js";
 import type { DemoMode, DemoReadyInfo, ShiraDemo } from "./hook.js";
@@ -21,12 +22,6 @@ const SIDE = 28;
 const PIXELS = SIDE * SIDE;
 const DATA = new URL("data/", location.href);
 const WEIGHT_MAX = 1.5;
-
-const byId = <T extends HTMLElement = HTMLElement>(id: string): T => {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`page: #${id} is missing`);
-  return el as T;
-};
 
 const ui = {
   status: byId("status"),

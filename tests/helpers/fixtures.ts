@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Linear, LogSoftmax, Module, ReLU, Tensor, readSafetensors, type SafetensorsFile } from "../../src/node.js";
+import { Linear, LogSoftmax, Module, ReLU, Rng, Tensor, readSafetensors, type SafetensorsFile } from "../../src/node.js";
 
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "peft");
 
@@ -89,4 +89,17 @@ export function bitsEqual(a: Float32Array, b: Float32Array): boolean {
   const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
   for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) return false;
   return true;
+}
+
+/** A tiny separable 3-class task (8 features) for training tests. */
+export function toyData(n: number, seed: number): { inputs: Float32Array; labels: Int32Array; inputSize: number } {
+  const rng = new Rng(seed);
+  const inputs = new Float32Array(n * 8);
+  const labels = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = i % 3;
+    labels[i] = c;
+    for (let j = 0; j < 8; j++) inputs[i * 8 + j] = rng.normal() * 0.5 + (j % 3 === c ? 1.5 : 0);
+  }
+  return { inputs, labels, inputSize: 8 };
 }

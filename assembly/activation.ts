@@ -20,8 +20,11 @@
 //
 //        x[i..i+3] (f32x4) --promote_low--> [x0 x1] (f64x2) --f--> [y0 y1] --demote--> \
 //                          --promote(hi)--> [x2 x3] (f64x2) --f--> [y2 y3] --demote-->  +--> y[i..i+3] (f32x4)
+//
+// (lo = promote_low, hi = promote(hi), pack = the two demotes: util/simd.ts)
 
 import { exp64, exp64x2, expm1pos, expm1posx2, phi64, phi64x2 } from "./util/math";
+import { lo, hi, pack } from "./util/simd";
 
 const INV_SQRT_2PI: f64 = 0.3989422804014327;
 const TANH_CLAMP: f64 = 20.0; // tanh(20) rounds to 1 in f64
@@ -53,20 +56,6 @@ function sech2_64(v: f64): f64 {
   const t = f64x2.div(e, f64x2.add(e, f64x2.splat(2.0)));
   const sign = i64x2.splat(0x8000000000000000);
   return v128.or(v128.andnot(t, sign), v128.and(v, sign));
-}
-
-// f32x4 <-> two f64x2 halves
-// @ts-ignore: decorator
-@inline function lo(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v);
-}
-// @ts-ignore: decorator
-@inline function hi(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
-}
-// @ts-ignore: decorator
-@inline function pack(a: v128, b: v128): v128 {
-  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(a), f32x4.demote_f64x2_zero(b), 0, 1, 4, 5);
 }
 
 // ---------------------------------------------------------------- scalar twins

@@ -35,10 +35,12 @@
 // from the twin comes from the dot products only (~headDim 2^-24 relative in a score); the relaxed build may
 // also fuse the multiply-adds of the dots and of P V.
 //
+// The SIMD pieces (dot1, dot4, softmaxKeys, accumulatePV) and the twin's scores and softmax (weightsScalar) are in
+// util/attention.ts, shared with f32_attention_backward (backward.ts), which recomputes these weights bit for bit.
+//
 // Scratch: NQ maxSeq floats (one score row per query of a tile); the scalar twin uses the first maxSeq.
 
-import { exp64, exp64x2 } from "./util/math";
-import { madd, hsum4, hsum1 } from "./util/simd";
+import { dot1, dot4, softmaxKeys, accumulatePV, weightsScalar } from "./util/attention";
 
 /** Queries per tile (score rows of scratch). */
 const NQ: i32 = 16;
@@ -94,36 +96,10 @@ export function f32_attention_scalar(
         const op = out + ((<usize>(b * T + t) * <usize>outStride + <usize>h * <usize>headDim) << 2);
         const kb = kc + ((<usize>(b * nKv + g) * <usize>maxSeq * <usize>headDim) << 2);
         const vb = vc + ((<usize>(b * nKv + g) * <usize>maxSeq * <usize>headDim) << 2);
-        // scores (-inf for padding) and their max
-        let any = false;
-        let m: f32 = -Infinity;
-        for (let j = lo; j <= p; j++) {
-          let s: f32 = -Infinity;
-          if (!keyMask || load<i32>(keyMask + ((<usize>b * <usize>maxSeq + <usize>j) << 2)) != 0) {
-            const kp = kb + (<usize>j * <usize>headDim << 2);
-            let d: f32 = 0;
-            for (let i = 0; i < headDim; i++) d += load<f32>(qp + (<usize>i << 2)) * load<f32>(kp + (<usize>i << 2));
-            s = d * scale;
-            any = true;
-          }
-          store<f32>(scratch + (<usize>j << 2), s);
-          m = max(m, s);
-        }
+        // weights (scratch[lo..p]); out zeroed
+        const any = weightsScalar(qp, kb, headDim, keyMask ? keyMask + (<usize>b * <usize>maxSeq << 2) : 0, lo, p, scale, scratch);
         for (let i = 0; i < headDim; i++) store<f32>(op + (<usize>i << 2), 0);
         if (!any) continue;
-        // weights
-        let sum: f64 = 0;
-        for (let j = lo; j <= p; j++) {
-          const sp = scratch + (<usize>j << 2);
-          const e = exp64(<f64>(load<f32>(sp) - m));
-          sum += e;
-          store<f32>(sp, <f32>e);
-        }
-        const inv = 1.0 / sum;
-        for (let j = lo; j <= p; j++) {
-          const sp = scratch + (<usize>j << 2);
-          store<f32>(sp, <f32>(<f64>load<f32>(sp) * inv));
-        }
         // out = sum_j w_j v_j
         for (let j = lo; j <= p; j++) {
           const w = load<f32>(scratch + (<usize>j << 2));
@@ -140,194 +116,6 @@ export function f32_attention_scalar(
 }
 
 // ---------------------------------------------------------------- SIMD kernel
-
-/** q . k over D floats: two f32x4 accumulators (even / odd chunks), added, lanes reduced, tail in order. */
-function dot1(qp: usize, kp: usize, D: i32): f32 {
-  let a = f32x4.splat(0), c = a;
-  let d = 0;
-  for (; d + 8 <= D; d += 8) {
-    const o = <usize>d << 2;
-    a = madd(v128.load(qp + o), v128.load(kp + o), a);
-    c = madd(v128.load(qp + o, 16), v128.load(kp + o, 16), c);
-  }
-  if (d + 4 <= D) {
-    const o = <usize>d << 2;
-    a = madd(v128.load(qp + o), v128.load(kp + o), a);
-    d += 4;
-  }
-  let s = hsum1(f32x4.add(a, c));
-  for (; d < D; d++) s += load<f32>(qp + (<usize>d << 2)) * load<f32>(kp + (<usize>d << 2));
-  return s;
-}
-
-/** [q . k0, q . k1, q . k2, q . k3] for 4 consecutive K rows (ks bytes apart), each in the order of {@link dot1}. */
-function dot4(qp: usize, k0: usize, ks: usize, D: i32): v128 {
-  const k1 = k0 + ks, k2 = k1 + ks, k3 = k2 + ks;
-  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
-  let d = 0;
-  for (; d + 8 <= D; d += 8) {
-    const o = <usize>d << 2;
-    const x = v128.load(qp + o), y = v128.load(qp + o, 16);
-    a0 = madd(x, v128.load(k0 + o), a0);
-    a1 = madd(x, v128.load(k1 + o), a1);
-    a2 = madd(x, v128.load(k2 + o), a2);
-    a3 = madd(x, v128.load(k3 + o), a3);
-    c0 = madd(y, v128.load(k0 + o, 16), c0);
-    c1 = madd(y, v128.load(k1 + o, 16), c1);
-    c2 = madd(y, v128.load(k2 + o, 16), c2);
-    c3 = madd(y, v128.load(k3 + o, 16), c3);
-  }
-  if (d + 4 <= D) {
-    const o = <usize>d << 2;
-    const x = v128.load(qp + o);
-    a0 = madd(x, v128.load(k0 + o), a0);
-    a1 = madd(x, v128.load(k1 + o), a1);
-    a2 = madd(x, v128.load(k2 + o), a2);
-    a3 = madd(x, v128.load(k3 + o), a3);
-    d += 4;
-  }
-  let r = hsum4(f32x4.add(a0, c0), f32x4.add(a1, c1), f32x4.add(a2, c2), f32x4.add(a3, c3));
-  if (d < D) {
-    let s0 = f32x4.extract_lane(r, 0), s1 = f32x4.extract_lane(r, 1), s2 = f32x4.extract_lane(r, 2), s3 = f32x4.extract_lane(r, 3);
-    for (; d < D; d++) {
-      const o = <usize>d << 2;
-      const x = load<f32>(qp + o);
-      s0 += x * load<f32>(k0 + o);
-      s1 += x * load<f32>(k1 + o);
-      s2 += x * load<f32>(k2 + o);
-      s3 += x * load<f32>(k3 + o);
-    }
-    r = f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(f32x4.replace_lane(r, 0, s0), 1, s1), 2, s2), 3, s3);
-  }
-  return r;
-}
-
-// f32x4 <-> two f64x2 halves (as softmax.ts)
-// @ts-ignore: decorator
-@inline function lo2(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v);
-}
-// @ts-ignore: decorator
-@inline function hi2(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
-}
-// @ts-ignore: decorator
-@inline function pack(a: v128, b: v128): v128 {
-  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(a), f32x4.demote_f64x2_zero(b), 0, 1, 4, 5);
-}
-
-/**
- * Softmax in place over the n scores at sr (bit-identical to the scalar twin's: max is order-free, exps on
- * f64x2, the f64 sum in key order). With a key mask (mr: its i32 row at the same keys), padded keys become
- * -inf first (weight 0). Returns false when no key is admitted (the row is then left as is).
- */
-function softmaxKeys(sr: usize, mr: usize, n: i32): bool {
-  const ninf = f32x4.splat(-Infinity);
-  let j = 0;
-  if (mr) {
-    let any = v128.splat<i32>(0);
-    for (; j + 4 <= n; j += 4) {
-      const o = <usize>j << 2;
-      const keep = i32x4.ne(v128.load(mr + o), i32x4.splat(0));
-      any = v128.or(any, keep);
-      v128.store(sr + o, v128.bitselect(v128.load(sr + o), ninf, keep));
-    }
-    let anyS = v128.any_true(any);
-    for (; j < n; j++) {
-      const o = <usize>j << 2;
-      if (load<i32>(mr + o) != 0) anyS = true;
-      else store<f32>(sr + o, -Infinity);
-    }
-    if (!anyS) return false;
-  }
-  // max
-  let m: f32 = -Infinity;
-  j = 0;
-  if (n >= 4) {
-    let v = v128.load(sr);
-    for (j = 4; j + 4 <= n; j += 4) v = f32x4.max(v, v128.load(sr + (<usize>j << 2)));
-    m = max(max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
-  }
-  for (; j < n; j++) m = max(m, load<f32>(sr + (<usize>j << 2)));
-  // exp and sum
-  const mv = f32x4.splat(m);
-  let s: f64 = 0;
-  for (j = 0; j + 4 <= n; j += 4) {
-    const o = <usize>j << 2;
-    const dv = f32x4.sub(v128.load(sr + o), mv);
-    const a = exp64x2(lo2(dv)), b = exp64x2(hi2(dv));
-    s += f64x2.extract_lane(a, 0);
-    s += f64x2.extract_lane(a, 1);
-    s += f64x2.extract_lane(b, 0);
-    s += f64x2.extract_lane(b, 1);
-    v128.store(sr + o, pack(a, b));
-  }
-  for (; j < n; j++) {
-    const o = <usize>j << 2;
-    const e = exp64(<f64>(load<f32>(sr + o) - m));
-    s += e;
-    store<f32>(sr + o, <f32>e);
-  }
-  // normalize
-  const inv = 1.0 / s;
-  const iv = f64x2.splat(inv);
-  for (j = 0; j + 4 <= n; j += 4) {
-    const o = <usize>j << 2;
-    const v = v128.load(sr + o);
-    v128.store(sr + o, pack(f64x2.mul(lo2(v), iv), f64x2.mul(hi2(v), iv)));
-  }
-  for (; j < n; j++) {
-    const o = <usize>j << 2;
-    store<f32>(sr + o, <f32>(<f64>load<f32>(sr + o) * inv));
-  }
-  return true;
-}
-
-/** op[0..D) += sum_{j in [j0, j1]} w_j v_j (w_j = wr[j], zero weights skipped), j ascending per output float. */
-function accumulatePV(op: usize, wr: usize, vb: usize, j0: i32, j1: i32, D: i32): void {
-  const vs = <usize>D << 2;
-  let d = 0;
-  for (; d + 16 <= D; d += 16) {
-    const o = op + (<usize>d << 2);
-    let a0 = v128.load(o), a1 = v128.load(o, 16), a2 = v128.load(o, 32), a3 = v128.load(o, 48);
-    let vp = vb + <usize>j0 * vs + (<usize>d << 2);
-    for (let j = j0; j <= j1; j++, vp += vs) {
-      const w = load<f32>(wr + (<usize>j << 2));
-      if (w == 0) continue;
-      const wv = f32x4.splat(w);
-      a0 = madd(wv, v128.load(vp), a0);
-      a1 = madd(wv, v128.load(vp, 16), a1);
-      a2 = madd(wv, v128.load(vp, 32), a2);
-      a3 = madd(wv, v128.load(vp, 48), a3);
-    }
-    v128.store(o, a0);
-    v128.store(o, a1, 16);
-    v128.store(o, a2, 32);
-    v128.store(o, a3, 48);
-  }
-  for (; d + 4 <= D; d += 4) {
-    const o = op + (<usize>d << 2);
-    let a0 = v128.load(o);
-    let vp = vb + <usize>j0 * vs + (<usize>d << 2);
-    for (let j = j0; j <= j1; j++, vp += vs) {
-      const w = load<f32>(wr + (<usize>j << 2));
-      if (w == 0) continue;
-      a0 = madd(f32x4.splat(w), v128.load(vp), a0);
-    }
-    v128.store(o, a0);
-  }
-  for (; d < D; d++) {
-    const o = op + (<usize>d << 2);
-    let a: f32 = load<f32>(o);
-    let vp = vb + <usize>j0 * vs + (<usize>d << 2);
-    for (let j = j0; j <= j1; j++, vp += vs) {
-      const w = load<f32>(wr + (<usize>j << 2));
-      if (w == 0) continue;
-      a += w * load<f32>(vp);
-    }
-    store<f32>(o, a);
-  }
-}
 
 export function f32_attention(
   q: usize, qStride: i32, kc: usize, vc: usize, out: usize, outStride: i32, B: i32, T: i32, past: i32, nHeads: i32, nKv: i32,

@@ -7,7 +7,10 @@
 //
 // The SIMD forms are bit-identical to the scalar twins (copies, one f32 add per element, and order-free
 // max/compare). argmax takes two passes: the maximum (f32x4.max, NaN-propagating), then the first index whose
-// value equals it (or is NaN when the maximum is NaN), 16 floats per test.
+// value equals it (or is NaN when the maximum is NaN), 16 floats per test. The row add (addVec) and the maximum
+// (maxOf) are in util/simd.ts.
+
+import { addVec, maxOf } from "./util/simd";
 
 // ---------------------------------------------------------------- scalar twins
 
@@ -55,25 +58,6 @@ export function f32_argmax_scalar(x: usize, n: i32): i32 {
 
 // ---------------------------------------------------------------- SIMD kernels
 
-/** dst[0..D) += src[0..D) (f32x4 adds, scalar tail). */
-// @ts-ignore: decorator
-@inline function addRow(dst: usize, src: usize, D: i32): void {
-  let d = 0;
-  for (; d + 8 <= D; d += 8) {
-    const o = <usize>d << 2;
-    v128.store(dst + o, f32x4.add(v128.load(dst + o), v128.load(src + o)));
-    v128.store(dst + o, f32x4.add(v128.load(dst + o, 16), v128.load(src + o, 16)), 16);
-  }
-  for (; d + 4 <= D; d += 4) {
-    const o = <usize>d << 2;
-    v128.store(dst + o, f32x4.add(v128.load(dst + o), v128.load(src + o)));
-  }
-  for (; d < D; d++) {
-    const o = <usize>d << 2;
-    store<f32>(dst + o, load<f32>(dst + o) + load<f32>(src + o));
-  }
-}
-
 export function f32_embedding(table: usize, ids: usize, out: usize, n: i32, D: i32): void {
   const bytes = <usize>D << 2;
   for (let i = 0; i < n; i++) {
@@ -83,36 +67,28 @@ export function f32_embedding(table: usize, ids: usize, out: usize, n: i32, D: i
 
 export function f32_embedding_add(table: usize, ids: usize, out: usize, n: i32, D: i32): void {
   const bytes = <usize>D << 2;
-  for (let i = 0; i < n; i++) addRow(out + <usize>i * bytes, table + <usize>load<i32>(ids + (<usize>i << 2)) * bytes, D);
+  for (let i = 0; i < n; i++) {
+    const o = out + <usize>i * bytes;
+    addVec(o, table + <usize>load<i32>(ids + (<usize>i << 2)) * bytes, o, D);
+  }
 }
 
 export function f32_bias_add(y: usize, b: usize, rows: i32, N: i32): void {
   const bytes = <usize>N << 2;
-  for (let r = 0; r < rows; r++) addRow(y + <usize>r * bytes, b, N);
+  for (let r = 0; r < rows; r++) {
+    const yr = y + <usize>r * bytes;
+    addVec(yr, b, yr, N);
+  }
 }
 
 export function f32_argmax(x: usize, n: i32): i32 {
   if (n <= 0) return -1;
   // pass 1: the maximum (NaN if any element is NaN)
-  let m = load<f32>(x);
-  let i = 0;
-  if (n >= 16) {
-    let a = v128.load(x), b = v128.load(x, 16), c = v128.load(x, 32), d = v128.load(x, 48);
-    for (i = 16; i + 16 <= n; i += 16) {
-      const p = x + (<usize>i << 2);
-      a = f32x4.max(a, v128.load(p));
-      b = f32x4.max(b, v128.load(p, 16));
-      c = f32x4.max(c, v128.load(p, 32));
-      d = f32x4.max(d, v128.load(p, 48));
-    }
-    const v = f32x4.max(f32x4.max(a, b), f32x4.max(c, d));
-    m = max(max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
-  }
-  for (; i < n; i++) m = max(m, load<f32>(x + (<usize>i << 2)));
+  const m = maxOf(x, n);
   // pass 2: the first element equal to it (NaN maximum: the first NaN)
   const nan = isNaN<f32>(m);
   const mv = f32x4.splat(m);
-  i = 0;
+  let i = 0;
   for (; i + 16 <= n; i += 16) {
     const p = x + (<usize>i << 2);
     const a = v128.load(p), b = v128.load(p, 16), c = v128.load(p, 32), d = v128.load(p, 48);

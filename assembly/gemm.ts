@@ -606,25 +606,34 @@ function nn1x4(a: usize, w: usize, ws: usize, N: i32, y: usize, acc: i32): void 
   v128.store(y, c);
 }
 
+/** Rows of a per block of f32_gemm_nn (a multiple of 4): the block stays in cache while every column strip reads it. */
+const NN_ROWS: i32 = 64;
+
 export function f32_gemm_nn(a: usize, w: usize, y: usize, B: i32, N: i32, K: i32, acc: i32): void {
   if (B <= 0 || K <= 0) return;
   const as = <usize>N << 2;
   const ws = <usize>K << 2;
   const ys = <usize>K << 2;
-  let k0 = 0;
-  for (; k0 + 8 <= K; k0 += 8) {
-    const wk = w + (<usize>k0 << 2);
-    let b = 0;
-    for (; b + 4 <= B; b += 4) nn4x8(a + <usize>b * as, as, wk, ws, N, y + <usize>b * ys + (<usize>k0 << 2), ys, acc);
-    for (; b < B; b++) nn1x8(a + <usize>b * as, wk, ws, N, y + <usize>b * ys + (<usize>k0 << 2), acc);
+  // blocks of NN_ROWS rows, each through every 8- and 4-column strip: each y element is still one tile's full
+  // sequential sum over n, so the result is the same as strip by strip over all rows
+  for (let b0 = 0; b0 < B; b0 += NN_ROWS) {
+    const bEnd = B - b0 < NN_ROWS ? B : b0 + NN_ROWS;
+    let k0 = 0;
+    for (; k0 + 8 <= K; k0 += 8) {
+      const wk = w + (<usize>k0 << 2);
+      let b = b0;
+      for (; b + 4 <= bEnd; b += 4) nn4x8(a + <usize>b * as, as, wk, ws, N, y + <usize>b * ys + (<usize>k0 << 2), ys, acc);
+      for (; b < bEnd; b++) nn1x8(a + <usize>b * as, wk, ws, N, y + <usize>b * ys + (<usize>k0 << 2), acc);
+    }
+    if (k0 + 4 <= K) {
+      const wk = w + (<usize>k0 << 2);
+      let b = b0;
+      for (; b + 4 <= bEnd; b += 4) nn4x4(a + <usize>b * as, as, wk, ws, N, y + <usize>b * ys + (<usize>k0 << 2), ys, acc);
+      for (; b < bEnd; b++) nn1x4(a + <usize>b * as, wk, ws, N, y + <usize>b * ys + (<usize>k0 << 2), acc);
+    }
   }
-  if (k0 + 4 <= K) {
-    const wk = w + (<usize>k0 << 2);
-    let b = 0;
-    for (; b + 4 <= B; b += 4) nn4x4(a + <usize>b * as, as, wk, ws, N, y + <usize>b * ys + (<usize>k0 << 2), ys, acc);
-    for (; b < B; b++) nn1x4(a + <usize>b * as, wk, ws, N, y + <usize>b * ys + (<usize>k0 << 2), acc);
-    k0 += 4;
-  }
+  let k0 = K & ~7;
+  if (k0 + 4 <= K) k0 += 4;
   // last K % 4 columns: scalar, same order
   for (; k0 < K; k0++) {
     for (let b = 0; b < B; b++) {
@@ -737,8 +746,25 @@ function tn1x4(gy: usize, gs: usize, x: usize, xs: usize, B: i32, g: usize, acc:
   v128.store(g, c);
 }
 
+/** Rows of gy and x per pass of f32_gemm_tn (a block of x stays in cache while every output tile reads it). */
+const TN_ROWS: i32 = 128;
+
 export function f32_gemm_tn(gy: usize, x: usize, g: usize, B: i32, N: i32, K: i32, acc: i32): void {
   if (N <= 0 || K <= 0) return;
+  // Passes over blocks of TN_ROWS rows, each accumulating into g: every output element still sums its products in
+  // row order (an accumulator stored and reloaded between passes keeps its value), so the result is unchanged
+  // while x is read from cache instead of from memory once per 4 output rows.
+  if (B > TN_ROWS) {
+    for (let b0 = 0; b0 < B; b0 += TN_ROWS) {
+      const rows = B - b0 < TN_ROWS ? B - b0 : TN_ROWS;
+      gemmTnBlock(gy + (<usize>b0 * <usize>N << 2), x + (<usize>b0 * <usize>K << 2), g, rows, N, K, b0 == 0 ? acc : 1);
+    }
+    return;
+  }
+  gemmTnBlock(gy, x, g, B, N, K, acc);
+}
+
+function gemmTnBlock(gy: usize, x: usize, g: usize, B: i32, N: i32, K: i32, acc: i32): void {
   const gs = <usize>N << 2;
   const xs = <usize>K << 2;
   let n = 0;

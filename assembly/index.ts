@@ -14,3 +14,5 @@ export * from "./norm";
 export * from "./rope";
 export * from "./attention";
 export * from "./embedding";
+export * from "./backward";
+export * from "./half";

@@ -8,31 +8,15 @@
 // y may equal x (in place): every output is written after its row's sums are complete.
 //
 // SIMD forms: the f64 sums widen each f32x4 into two f64x2 halves and add the lanes one by one in index
-// order (as softmax.ts), the elementwise part is f32x4/f64x2 with the scalar operations in the scalar order,
-// so both kernels are bit-identical to their `_scalar` twins:
+// order (lo/hi/add2 of util/simd.ts), the elementwise part is f32x4/f64x2 with the scalar operations in the scalar
+// order, so both kernels are bit-identical to their `_scalar` twins. The row statistics (rmsFactor, rowMean,
+// rowRstd) are in util/norm.ts, shared with the backward kernels (backward.ts):
 //
 //        x[i..i+3] --promote--> [x0 x1] [x2 x3] (f64x2) --mul--> s += l0; s += l1; s += l2; s += l3
 //        x[i..i+3] (f32x4) * r --> * w[i..i+3] --> y[i..i+3]
 
-// @ts-ignore: decorator
-@inline function lo(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v);
-}
-// @ts-ignore: decorator
-@inline function hi(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
-}
-// @ts-ignore: decorator
-@inline function pack(a: v128, b: v128): v128 {
-  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(a), f32x4.demote_f64x2_zero(b), 0, 1, 4, 5);
-}
-
-/** The RMSNorm factor of a row from its f64 sum of squares. */
-// @ts-ignore: decorator
-@inline function rmsFactor(ss: f64, D: i32, eps: f32): f32 {
-  const v = <f32>(ss / <f64>D);
-  return <f32>(1.0 / Math.sqrt(<f64>(v + eps)));
-}
+import { lo, hi, pack, add2 } from "./util/simd";
+import { rmsFactor, rowMean, rowRstd } from "./util/norm";
 
 // ---------------------------------------------------------------- scalar twins
 
@@ -87,10 +71,7 @@ function sumSq(xr: usize, D: i32): f64 {
     const v = v128.load(xr + (<usize>i << 2));
     const a = lo(v), b = hi(v);
     const a2 = f64x2.mul(a, a), b2 = f64x2.mul(b, b);
-    s += f64x2.extract_lane(a2, 0);
-    s += f64x2.extract_lane(a2, 1);
-    s += f64x2.extract_lane(b2, 0);
-    s += f64x2.extract_lane(b2, 1);
+    s = add2(add2(s, a2), b2);
   }
   for (; i < D; i++) {
     const v = <f64>load<f32>(xr + (<usize>i << 2));
@@ -132,38 +113,11 @@ export function f32_layernorm(x: usize, w: usize, b: usize, y: usize, rows: i32,
   for (let r = 0; r < rows; r++) {
     const xr = x + (<usize>r * <usize>D << 2);
     const yr = y + (<usize>r * <usize>D << 2);
-    // mean
-    let s: f64 = 0;
+    const mean = rowMean(xr, D), rstd = rowRstd(xr, D, mean, eps);
+    const mv = f64x2.splat(mean), rv = f64x2.splat(rstd);
+    // y = f32((x - mean) rstd) * w + b
     let i = 0;
     for (; i + 4 <= D; i += 4) {
-      const v = v128.load(xr + (<usize>i << 2));
-      s += <f64>f32x4.extract_lane(v, 0);
-      s += <f64>f32x4.extract_lane(v, 1);
-      s += <f64>f32x4.extract_lane(v, 2);
-      s += <f64>f32x4.extract_lane(v, 3);
-    }
-    for (; i < D; i++) s += <f64>load<f32>(xr + (<usize>i << 2));
-    const mean = s / <f64>D;
-    const mv = f64x2.splat(mean);
-    // variance
-    let s2: f64 = 0;
-    for (i = 0; i + 4 <= D; i += 4) {
-      const v = v128.load(xr + (<usize>i << 2));
-      const a = f64x2.sub(lo(v), mv), c = f64x2.sub(hi(v), mv);
-      const a2 = f64x2.mul(a, a), c2 = f64x2.mul(c, c);
-      s2 += f64x2.extract_lane(a2, 0);
-      s2 += f64x2.extract_lane(a2, 1);
-      s2 += f64x2.extract_lane(c2, 0);
-      s2 += f64x2.extract_lane(c2, 1);
-    }
-    for (; i < D; i++) {
-      const d = <f64>load<f32>(xr + (<usize>i << 2)) - mean;
-      s2 += d * d;
-    }
-    const rstd = 1.0 / Math.sqrt(s2 / <f64>D + <f64>eps);
-    const rv = f64x2.splat(rstd);
-    // y = f32((x - mean) rstd) * w + b
-    for (i = 0; i + 4 <= D; i += 4) {
       const o = <usize>i << 2;
       const v = v128.load(xr + o);
       let n = pack(f64x2.mul(f64x2.sub(lo(v), mv), rv), f64x2.mul(f64x2.sub(hi(v), mv), rv));

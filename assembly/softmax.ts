@@ -6,13 +6,14 @@
 // exp and the sums are f64 (exp64 from util/math.ts), each output rounded once to f32.
 //
 // SIMD forms: the row max on f32x4 (max is order-free), exp on f64x2 halves of each f32x4, elementwise
-// products on f64x2; the f64 sums are kept sequential (lanes added one by one, in index order) so every
-// kernel is bit-identical to its `_scalar` twin:
+// products on f64x2; the f64 sums are kept sequential (lanes added one by one, in index order: lo/hi/pack/add2
+// of util/simd.ts) so every kernel is bit-identical to its `_scalar` twin:
 //
 //        x[c..c+3] - m (f32x4) --promote--> f64x2 x 2 --exp64x2--> e0 e1 | e2 e3 --> s += e0; s += e1; ...
 //                                                                  \--demote--> y[c..c+3]
 
 import { exp64, exp64x2 } from "./util/math";
+import { lo, hi, pack, add2 } from "./util/simd";
 
 // ---------------------------------------------------------------- scalar twins
 
@@ -77,19 +78,6 @@ export function f32_log_softmax_backward_rows_scalar(y: usize, gy: usize, gx: us
 
 // ---------------------------------------------------------------- SIMD kernels
 
-// @ts-ignore: decorator
-@inline function lo(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v);
-}
-// @ts-ignore: decorator
-@inline function hi(v: v128): v128 {
-  return f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
-}
-// @ts-ignore: decorator
-@inline function pack(a: v128, b: v128): v128 {
-  return v128.shuffle<f32>(f32x4.demote_f64x2_zero(a), f32x4.demote_f64x2_zero(b), 0, 1, 4, 5);
-}
-
 /** Row max (f32x4 max, then lanes and the tail; max is associative and commutative, NaN-propagating). */
 function rowMax(xr: usize, cols: i32): f32 {
   let m: f32 = -Infinity;
@@ -112,10 +100,7 @@ function expShift(xr: usize, yr: usize, cols: i32, m: f32): f64 {
     const o = <usize>c << 2;
     const d = f32x4.sub(v128.load(xr + o), mv);
     const a = exp64x2(lo(d)), b = exp64x2(hi(d));
-    s += f64x2.extract_lane(a, 0);
-    s += f64x2.extract_lane(a, 1);
-    s += f64x2.extract_lane(b, 0);
-    s += f64x2.extract_lane(b, 1);
+    s = add2(add2(s, a), b);
     if (yr) v128.store(yr + o, pack(a, b));
   }
   for (; c < cols; c++) {
@@ -171,10 +156,7 @@ export function f32_softmax_backward_rows(y: usize, gy: usize, gx: usize, rows: 
       const q = o + (<usize>c << 2);
       const g = v128.load(gy + q), v = v128.load(y + q);
       const a = f64x2.mul(lo(g), lo(v)), b = f64x2.mul(hi(g), hi(v));
-      d += f64x2.extract_lane(a, 0);
-      d += f64x2.extract_lane(a, 1);
-      d += f64x2.extract_lane(b, 0);
-      d += f64x2.extract_lane(b, 1);
+      d = add2(add2(d, a), b);
     }
     for (; c < cols; c++) d += <f64>load<f32>(gy + o + (<usize>c << 2)) * <f64>load<f32>(y + o + (<usize>c << 2));
     const dv = f64x2.splat(d);

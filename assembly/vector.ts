@@ -4,7 +4,9 @@
 //   f32_transpose (dst[c, r] = src[r, c])
 //
 // SIMD forms are bit-identical to the scalar twins, except f32_sum_sq, which keeps 4 f64 partial sums
-// (relative difference from the sequential twin ~ n * 2^-53).
+// (relative difference from the sequential twin ~ n * 2^-53). f32_add is addVec of util/simd.ts.
+
+import { lo, hi, addVec } from "./util/simd";
 
 // ---------------------------------------------------------------- scalar twins
 
@@ -104,17 +106,7 @@ export function f32_scale(x: usize, s: f32, n: i32): void {
 }
 
 export function f32_add(a: usize, b: usize, out: usize, n: i32): void {
-  let i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const o = <usize>i << 2;
-    v128.store(out + o, f32x4.add(v128.load(a + o), v128.load(b + o)));
-    v128.store(out + o, f32x4.add(v128.load(a + o, 16), v128.load(b + o, 16)), 16);
-  }
-  for (; i + 4 <= n; i += 4) {
-    const o = <usize>i << 2;
-    v128.store(out + o, f32x4.add(v128.load(a + o), v128.load(b + o)));
-  }
-  if (i < n) f32_add_scalar(a + (<usize>i << 2), b + (<usize>i << 2), out + (<usize>i << 2), n - i);
+  addVec(a, b, out, n);
 }
 
 /** Sum of squares in f64: 4 f64 partial sums (lanes 0,1 and 2,3 of each f32x4), then the tail. */
@@ -123,7 +115,7 @@ export function f32_sum_sq(x: usize, n: i32): f64 {
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const v = v128.load(x + (<usize>i << 2));
-    const a = f64x2.promote_low_f32x4(v), b = f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3));
+    const a = lo(v), b = hi(v);
     s0 = f64x2.add(s0, f64x2.mul(a, a));
     s1 = f64x2.add(s1, f64x2.mul(b, b));
   }

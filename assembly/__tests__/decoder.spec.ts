@@ -13,21 +13,10 @@ import {
 import {
   f32_gelu_tanh, f32_gelu_tanh_scalar, f32_gelu_tanh_backward, f32_gelu_tanh_backward_scalar, f32_silu_mul, f32_silu_mul_scalar,
 } from "../activation";
-import { allocRandom, allocZero, allocCopy, bitDiffs, randInt, srand } from "./helpers";
+import { allocRandom, allocZero, allocCopy, allocFill, allocI32, bitDiffs, randInt, srand, rowsDiff, RopeCase, AttnCase } from "./helpers";
 
 const DS: i32[] = [1, 4, 5, 64, 896];
 const ROWS: i32[] = [1, 3];
-
-function allocFill(n: i32, v: f32): usize {
-  const p = heap.alloc(<usize>max(n, 1) << 2);
-  for (let i = 0; i < n; i++) store<f32>(p + (<usize>i << 2), v);
-  return p;
-}
-function allocI32(n: i32): usize {
-  const p = heap.alloc(<usize>max(n, 1) << 2);
-  memory.fill(p, 0, <usize>max(n, 1) << 2);
-  return p;
-}
 
 describe("norms", () => {
   it("rmsnorm and layernorm: SIMD bit-identical to the scalar twins, with and without weight/bias, in place", () => {
@@ -91,34 +80,14 @@ describe("rope", () => {
         const half = part ? max(1, hd / 4) : hd / 2;
         for (let ir = 0; ir < ROWS.length; ir++) {
           for (let il = 0; il < 2; il++) {
-            const rows = ROWS[ir], nH = 3, stride = nH * hd + 3, maxPos = 50;
-            const n = rows * stride;
-            const x0 = allocRandom(n, seed++, 2), cs = allocRandom(maxPos * half, seed++), sn = allocRandom(maxPos * half, seed++);
-            const pos = allocI32(rows);
-            srand(seed++);
-            for (let r = 0; r < rows; r++) store<i32>(pos + (<usize>r << 2), randInt(maxPos));
-            const x1 = allocCopy(x0, n), x2 = allocCopy(x0, n);
-            f32_rope(x1, stride, rows, nH, hd, pos, cs, sn, half, il);
-            f32_rope_scalar(x2, stride, rows, nH, hd, pos, cs, sn, half, il);
-            expect<i32>(bitDiffs(x1, x2, n)).toBe(0, "rope");
-            let changed = 0, tail = 0;
-            for (let r = 0; r < rows; r++) {
-              for (let k = 0; k < stride; k++) {
-                const o = <usize>(r * stride + k) << 2;
-                const same = reinterpret<u32>(load<f32>(x1 + o)) == reinterpret<u32>(load<f32>(x0 + o));
-                const inHead = k < nH * hd && k % hd < 2 * half;
-                if (!inHead && !same) tail++;
-                if (inHead && !same) changed++;
-              }
-            }
-            expect<i32>(tail).toBe(0, "elements past 2 half and between rows untouched");
-            expect<bool>(changed > 0).toBe(true, "rotary part changed");
-            heap.free(x0);
-            heap.free(x1);
-            heap.free(x2);
-            heap.free(cs);
-            heap.free(sn);
-            heap.free(pos);
+            const c = new RopeCase(ROWS[ir], hd, half, il, false, seed);
+            seed += 4;
+            c.run(f32_rope, c.x1);
+            c.run(f32_rope_scalar, c.x2);
+            expect<i32>(bitDiffs(c.x1, c.x2, c.n)).toBe(0, "rope");
+            expect<i32>(c.changed(c.x1, false)).toBe(0, "elements past 2 half and between rows untouched");
+            expect<bool>(c.changed(c.x1, true) > 0).toBe(true, "rotary part changed");
+            c.free();
           }
         }
       }
@@ -235,33 +204,14 @@ describe("embedding, bias_add, argmax", () => {
 // ---------------------------------------------------------------- attention
 
 /** A decoder step: cache [B][nKv][maxSeq][hd] holding NaN except slots 0..past-1 (random) and the stored new rows. */
-class Case {
-  B: i32;
-  T: i32;
+class Case extends AttnCase {
   past: i32;
-  nH: i32;
-  nKv: i32;
-  hd: i32;
-  maxSeq: i32;
-  window: i32;
-  qStride: i32;
   oStride: i32;
-  q: usize;
-  kc: usize;
-  vc: usize;
-  mask: usize;
   constructor(B: i32, T: i32, past: i32, nH: i32, nKv: i32, hd: i32, window: i32, masked: bool, seed: u32) {
-    this.B = B;
-    this.T = T;
+    super(B, T, nH, nKv, hd, past + T + 3, window);
     this.past = past;
-    this.nH = nH;
-    this.nKv = nKv;
-    this.hd = hd;
-    this.window = window;
-    this.maxSeq = past + T + 3;
-    this.qStride = nH * hd + 3;
     this.oStride = nH * hd + 5;
-    const cn = B * nKv * this.maxSeq * hd;
+    const cn = this.cacheLen();
     this.kc = allocFill(cn, NaN);
     this.vc = allocFill(cn, NaN);
     srand(seed);
@@ -282,7 +232,6 @@ class Case {
     heap.free(kn);
     heap.free(vn);
     this.q = allocRandom(B * T * this.qStride, seed + 3, 2);
-    this.mask = 0;
     if (masked) {
       // batch 0: a few holes; batch 1 (if any): left padding over the first 3 slots (its first queries see nothing);
       // masked slots get NaN keys and values, which must not reach the output
@@ -291,13 +240,7 @@ class Case {
         for (let j = 0; j < this.maxSeq; j++) {
           const keep = b == 0 ? j % 3 != 1 : j >= 3;
           store<i32>(this.mask + (<usize>(b * this.maxSeq + j) << 2), keep ? 1 : 0);
-          if (!keep)
-            for (let g = 0; g < nKv; g++)
-              for (let d = 0; d < hd; d++) {
-                const o = <usize>(((b * nKv + g) * this.maxSeq + j) * hd + d) << 2;
-                store<f32>(this.kc + o, NaN);
-                store<f32>(this.vc + o, NaN);
-              }
+          if (!keep) this.fillSlot(b, j, NaN);
         }
     }
   }
@@ -309,30 +252,6 @@ class Case {
   outLen(): i32 {
     return this.B * this.T * this.oStride;
   }
-  free(): void {
-    heap.free(this.q);
-    heap.free(this.kc);
-    heap.free(this.vc);
-    if (this.mask) heap.free(this.mask);
-  }
-}
-
-/** max |a - b| over the written part of the out rows; -1 when a value is not finite or a gap float changed. */
-function outDiff(c: Case, a: usize, b: usize, gap: f32): f64 {
-  let worst: f64 = 0;
-  for (let r = 0; r < c.B * c.T; r++) {
-    for (let k = 0; k < c.oStride; k++) {
-      const o = <usize>(r * c.oStride + k) << 2;
-      const x = load<f32>(a + o), y = load<f32>(b + o);
-      if (k >= c.nH * c.hd) {
-        if (x != gap || y != gap) return -1;
-        continue;
-      }
-      if (!isFinite<f32>(x) || !isFinite<f32>(y)) return -1;
-      worst = max(worst, abs(<f64>x - <f64>y));
-    }
-  }
-  return worst;
 }
 
 describe("attention", () => {
@@ -381,7 +300,7 @@ describe("attention", () => {
                 const sc = allocFill(f32_attention_scratch(c.T, c.maxSeq, c.hd), NaN);
                 c.run(true, o1, sc);
                 c.run(false, o2, sc);
-                const d = outDiff(c, o1, o2, 7);
+                const d = rowsDiff(o1, o2, c.B * c.T, c.oStride, c.nH * c.hd, 7, false);
                 if (d < 0 || d > 1e-6) bad++;
                 cases++;
                 heap.free(o1);

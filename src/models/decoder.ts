@@ -28,6 +28,8 @@ import { Module } from "../nn/module.js";
 import { Container } from "../nn/containers.js";
 import { Embedding, LayerNorm } from "../nn/norm.js";
 import { Parameter, Tensor } from "../nn/tensor.js";
+import { Rng } from "../nn/random.js";
+import { saveModelToDir, type SaveModelOptions } from "./save.js";
 import { runtime, type F32Buffer, type I32Buffer, type Runtime } from "../runtime/runtime.js";
 import type { DecoderConfig } from "./config.js";
 import type { DecoderFamily, GlobalRole, LayerRole } from "./family.js";
@@ -74,7 +76,8 @@ export interface DecoderForwardOptions {
 }
 
 type DenseLayer = Module & { inFeatures: number; outFeatures: number };
-interface LayerSlots {
+/** @internal The modules of one layer, by role (the live ones: adapted layers and modules_to_save copies). */
+export interface LayerSlots {
   attnNorm: Module | null;
   q: DenseLayer | null;
   k: DenseLayer | null;
@@ -220,7 +223,7 @@ export class DecoderModel extends Module {
   #rope: RotaryEmbedding | null;
   #ws: Workspace;
   #disposed = false;
-  /** The generation running on this model (`"generate"` / `"stream"`), or null. */
+  /** The generation or training running on this model (`"generate"` / `"stream"` / `"train"`), or null. */
   #busy: string | null = null;
 
   /** Builds the module tree with zeroed weights (use `AutoModelForCausalLM.fromPretrained` to load a checkpoint). */
@@ -414,10 +417,10 @@ export class DecoderModel extends Module {
   }
 
   /**
-   * @internal Marks a generation as running (called by the generation loop before it allocates); returns the
-   * function that ends it. Throws `BUSY` while another generation runs.
+   * @internal Marks a generation (or training) as running (called by the loop before it allocates); returns the
+   * function that ends it. Throws `BUSY` while another one runs.
    */
-  beginGeneration(what: "generate" | "stream"): () => void {
+  beginGeneration(what: "generate" | "stream" | "train"): () => void {
     this.#check();
     this.#refuseWhileBusy(what);
     this.#busy = what;
@@ -427,6 +430,53 @@ export class DecoderModel extends Module {
       ended = true;
       this.#busy = null;
     };
+  }
+
+  /**
+   * Training hook of `train()`: marks the model busy (generation, `dispose()` and a second `train()` are refused with
+   * `BUSY` until training ends) and puts it in training mode; returns the function that ends it.
+   */
+  beginTraining(): () => void {
+    const end = this.beginGeneration("train");
+    const was = this.training;
+    this.train(true);
+    return () => {
+      this.train(was);
+      end();
+    };
+  }
+
+  /** @internal The live modules of every layer, the model-level modules, the RoPE tables and the head (training pass). */
+  trainingParts(): { slots: LayerSlots[]; global: (role: GlobalRole) => Module | null; rope: RotaryEmbedding | null; head: Module } {
+    this.#check();
+    return { slots: this.#resolve(), global: (r) => this.#global(r), rope: this.#rope, head: effective(this.getSubmodule("lm_head")) };
+  }
+
+  /**
+   * Fills every weight as transformers' `_init_weights` does for a model trained from scratch: linear and embedding
+   * weights from N(0, `initializer_range`) (config default 0.02), biases 0, norm weights 1 and biases 0. Seeded.
+   * ```ts
+   * const lm = AutoModelForCausalLM.fromConfig(config);
+   * lm.initWeights({ seed: 1 });
+   * ```
+   */
+  initWeights(opts: { seed?: number; std?: number } = {}): void {
+    this.#check();
+    this.#refuseWhileBusy("initWeights");
+    const raw = this.config.raw.initializer_range;
+    const std = opts.std ?? (typeof raw === "number" ? raw : 0.02);
+    const rng = new Rng(opts.seed ?? 0);
+    const done = new Set<Parameter>();
+    for (const [, m] of this.namedModules()) {
+      for (const [name, p] of m.namedOwnParameters()) {
+        if (done.has(p)) continue;
+        done.add(p);
+        const d = p.data;
+        if (m instanceof RMSNorm || m instanceof LayerNorm) d.fill(name === "weight" ? 1 : 0);
+        else if (name === "bias") d.fill(0);
+        else for (let i = 0; i < d.length; i++) d[i] = rng.normal() * std;
+      }
+    }
   }
 
   /**
@@ -714,6 +764,19 @@ export class DecoderModel extends Module {
   override stateDict(): Record<string, Tensor> {
     this.#check();
     return super.stateDict();
+  }
+
+  /**
+   * Writes the model as a Hugging Face checkpoint folder (Node): `config.json`, `generation_config.json`,
+   * `model.safetensors` (see {@link saveModelFiles} for the bytes in a browser). Returns the paths written.
+   * ```ts
+   * await lm.savePretrained("out/tiny-llama");
+   * const again = await AutoModelForCausalLM.fromPretrained("out/tiny-llama");
+   * ```
+   */
+  savePretrained(dir: string, opts: SaveModelOptions = {}): Promise<string[]> {
+    this.#check();
+    return saveModelToDir(this, dir, opts);
   }
 
   /** Bytes of wasm memory held by the weights (tied tensors counted once). */

@@ -33,6 +33,12 @@ export interface DecoderFamily {
   linear: "linear" | "conv1d";
   /** OPT scales q by `headDim^-0.5` after `q_proj` instead of scaling the scores. */
   scaleQueryFirst: boolean;
+  /**
+   * Positions when the forward gets none: OPT derives them from the attention mask (`cumsum(mask)·mask − 1`), the
+   * others count 0, 1, 2, … (transformers' `cache_position`). Training uses this rule; generation always counts real
+   * tokens.
+   */
+  positionsFromMask: boolean;
   /** Checkpoint keys that are not parameters (old non-persistent buffers) and are skipped on load. */
   ignoreKeys: readonly RegExp[];
   /** PEFT's default SHiRA/LoRA targets for this model type. */

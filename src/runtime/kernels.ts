@@ -98,5 +98,44 @@ export interface Kernels {
   f32_bias_add_scalar(y: number, b: number, rows: number, N: number): void;
   f32_argmax(x: number, n: number): number;
   f32_argmax_scalar(x: number, n: number): number;
+  // training backward (assembly/backward.ts): gx/gq/gk/gv/grad overwritten, gw/gb accumulated (+=) when non-zero
+  f32_rmsnorm_backward(x: number, w: number, gy: number, gx: number, gw: number, rows: number, D: number, eps: number): void;
+  f32_rmsnorm_backward_scalar(x: number, w: number, gy: number, gx: number, gw: number, rows: number, D: number, eps: number): void;
+  f32_layernorm_backward(x: number, w: number, gy: number, gx: number, gw: number, gb: number, rows: number, D: number, eps: number): void;
+  f32_layernorm_backward_scalar(x: number, w: number, gy: number, gx: number, gw: number, gb: number, rows: number, D: number, eps: number): void;
+  f32_rope_backward(x: number, stride: number, rows: number, nHeads: number, headDim: number, pos: number, cos: number, sin: number, half: number, interleaved: number): void;
+  f32_rope_backward_scalar(x: number, stride: number, rows: number, nHeads: number, headDim: number, pos: number, cos: number, sin: number, half: number, interleaved: number): void;
+  f32_silu_mul_backward(gate: number, up: number, gy: number, gGate: number, gUp: number, n: number): void;
+  f32_silu_mul_backward_scalar(gate: number, up: number, gy: number, gGate: number, gUp: number, n: number): void;
+  f32_embedding_backward(gy: number, ids: number, gw: number, rows: number, D: number): void;
+  f32_embedding_backward_scalar(gy: number, ids: number, gw: number, rows: number, D: number): void;
+  /** Returns the summed loss (f64) of the rows with label >= 0. */
+  f32_cross_entropy_rows(logits: number, labels: number, grad: number, rows: number, V: number, scale: number): number;
+  f32_cross_entropy_rows_scalar(logits: number, labels: number, grad: number, rows: number, V: number, scale: number): number;
+  f32_attention_backward_scratch(T: number, maxSeq: number, headDim: number): number;
+  f32_attention_backward(q: number, qStride: number, kc: number, vc: number, o: number, oStride: number, go: number, goStride: number, gq: number, gqStride: number, gk: number, gv: number, gkvStride: number, B: number, T: number, nHeads: number, nKv: number, headDim: number, maxSeq: number, scale: number, window: number, keyMask: number, scratch: number): void;
+  f32_attention_backward_scalar(q: number, qStride: number, kc: number, vc: number, o: number, oStride: number, go: number, goStride: number, gq: number, gqStride: number, gk: number, gv: number, gkvStride: number, B: number, T: number, nHeads: number, nKv: number, headDim: number, maxSeq: number, scale: number, window: number, keyMask: number, scratch: number): void;
+  // half-precision weights (assembly/half.ts): `w`, `saved*`, `src`/`dst` of the conversions hold u16 bit patterns;
+  // dtype 0 = BF16, 1 = F16. gemm_nt / gemm_nn are bit-identical to the f32 kernels on the widened weight.
+  h16_gemm_nt(x: number, w: number, bias: number, y: number, B: number, K: number, N: number, acc: number, dtype: number): void;
+  h16_gemm_nt_scalar(x: number, w: number, bias: number, y: number, B: number, K: number, N: number, acc: number, dtype: number): void;
+  h16_gemm_nn(a: number, w: number, y: number, B: number, N: number, K: number, acc: number, dtype: number): void;
+  h16_gemm_nn_scalar(a: number, w: number, y: number, B: number, N: number, K: number, acc: number, dtype: number): void;
+  h16_embedding(w: number, ids: number, out: number, rows: number, D: number, dtype: number): void;
+  h16_embedding_scalar(w: number, ids: number, out: number, rows: number, D: number, dtype: number): void;
+  h16_to_f32(src: number, dst: number, n: number, dtype: number): void;
+  h16_to_f32_scalar(src: number, dst: number, n: number, dtype: number): void;
+  /** Round to nearest even, overflow to inf; NaN -> the quiet NaN of its sign (0x7fc0 / 0x7e00 | sign). */
+  f32_to_h16(src: number, dst: number, n: number, dtype: number): void;
+  f32_to_h16_scalar(src: number, dst: number, n: number, dtype: number): void;
+  h16_gather(w: number, idx: number, out: number, nnz: number): void;
+  h16_gather_scalar(w: number, idx: number, out: number, nnz: number): void;
+  h16_scatter_set(w: number, idx: number, saved: number, nnz: number): void;
+  h16_scatter_set_scalar(w: number, idx: number, saved: number, nnz: number): void;
+  /** saved[j] = w[idx[j]]; w[idx[j]] = half(f32(saved[j]) + f32(v[j] * scale)) (torch's `bf16 += f32` rule). */
+  h16_gather_scatter_add(w: number, idx: number, saved: number, v: number, scale: number, nnz: number, dtype: number): void;
+  h16_gather_scatter_add_scalar(w: number, idx: number, saved: number, v: number, scale: number, nnz: number, dtype: number): void;
+  h16_switch_merge(w: number, idxA: number, savedA: number, nA: number, idxB: number, savedB: number, vB: number, scale: number, nB: number, dtype: number): void;
+  h16_switch_merge_scalar(w: number, idxA: number, savedA: number, nA: number, idxB: number, savedB: number, vB: number, scale: number, nB: number, dtype: number): void;
   [name: string]: unknown;
 }

@@ -15,9 +15,11 @@ import { Linear } from "../nn/linear.js";
 import type { Module } from "../nn/module.js";
 import type { Parameter } from "../nn/tensor.js";
 import { ShiraLinear } from "../shira/layer.js";
-import { batchOf, countRows, lossFn, type Dataset, type LossSpec } from "./train.js";
+import { Conv1D } from "../nn/conv1d.js";
+import { causalLmStep, isTokenDataset, type TokenDataset } from "../models/train-lm.js";
+import { batchOf, countRows, languageModelOf, lossFn, tokenBatchOf, type Dataset, type LossSpec } from "./train.js";
 
-export interface Calibration extends Dataset {
+interface CalibrationOptions {
   batchSize?: number;
   /** Use at most this many batches (default: all). */
   maxBatches?: number;
@@ -25,18 +27,28 @@ export interface Calibration extends Dataset {
 }
 
 /**
+ * Calibration data: a supervised {@link Dataset}, or for a language model a {@link TokenDataset} (token sequences,
+ * scored with the causal-LM loss).
+ */
+export type Calibration = (Dataset & CalibrationOptions) | (TokenDataset & CalibrationOptions);
+
+/**
  * For each module name, `Σ_batches |∂L/∂W|` (`kind: "grad"`) or `Σ_batches ∂L/∂W` (`kind: "snip"`, the gradient
  * of the loss over the whole calibration set) as a Float32Array `[out * in]`.
  */
 export function calibrationGradients(model: Module, moduleNames: string[], cal: Calibration, kind: "grad" | "snip"): Map<string, Float32Array> {
-  const n = countRows(cal);
+  const lm = isTokenDataset(cal) ? languageModelOf(model, "calibration") : null;
+  const n = lm ? (cal as TokenDataset).inputIds.length / (cal as TokenDataset).seqLength : countRows(cal as Dataset);
   if (n === 0) throw new ConfigError("CONFIG_MASK", "calibration: the dataset is empty");
   const targets = new Map<string, Parameter>();
+  const transposed = new Map<string, [number, number]>();
   for (const name of moduleNames) {
     const m = model.getSubmodule(name);
-    const lin = m instanceof ShiraLinear ? m.baseLayer : m instanceof Linear ? m : null;
+    const lin = m instanceof ShiraLinear ? m.baseLayer : m instanceof Linear || m instanceof Conv1D ? m : null;
     if (!lin) throw new ConfigError("SHIRA_NOT_LINEAR", `calibration: ${name} is not a Linear layer`);
     targets.set(name, lin.weight);
+    // a Conv1D stores its weight [in, out]: the sums are returned [out, in] like a Linear's
+    if (lin instanceof Conv1D) transposed.set(name, [lin.inFeatures, lin.outFeatures]);
   }
   const all = model.parameters();
   const flags = all.map((p) => p.requiresGrad);
@@ -56,16 +68,26 @@ export function calibrationGradients(model: Module, moduleNames: string[], cal: 
     for (const w of targets.values()) w.requiresGrad = true;
     model.train(true);
     for (let b = 0; b < batches; b++) {
-      const { x, y } = batchOf(cal, order, b * bs, Math.min(n, (b + 1) * bs), 1);
       for (const w of targets.values()) w.ensureGrad().data.fill(0);
-      const out = model.forward(x);
-      const { grad } = lossOf(out, y);
-      model.backward(grad).free();
-      grad.free();
-      out.free();
-      x.free();
+      if (lm) causalLmStep(lm, tokenBatchOf(cal as TokenDataset, order, b * bs, Math.min(n, (b + 1) * bs)), { backward: true });
+      else {
+        const { x, y } = batchOf(cal as Dataset, order, b * bs, Math.min(n, (b + 1) * bs), 1);
+        const out = model.forward(x);
+        const { grad } = lossOf(out, y);
+        model.backward(grad).free();
+        grad.free();
+        out.free();
+        x.free();
+      }
       for (const [name, w] of targets) {
-        const g = w.grad!.data;
+        let g = w.grad!.data;
+        const t = transposed.get(name);
+        if (t) {
+          const [inF, outF] = t;
+          const gt = new Float32Array(g.length);
+          for (let i = 0; i < inF; i++) for (let o = 0; o < outF; o++) gt[o * inF + i] = g[i * outF + o];
+          g = gt;
+        }
         const a = acc.get(name)!;
         if (kind === "grad") for (let i = 0; i < a.length; i++) a[i] += Math.abs(g[i]);
         else for (let i = 0; i < a.length; i++) a[i] += g[i];

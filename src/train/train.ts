@@ -23,6 +23,8 @@ import { Tensor, type Parameter } from "../nn/tensor.js";
 import { Rng } from "../nn/random.js";
 import { AdamW, SGD, clipGradNorm, type AdamWOptions, type Optimizer, type SGDOptions } from "./optim.js";
 import { lrMultiplier, type ScheduleSpec } from "./schedule.js";
+import { DecoderModel } from "../models/decoder.js";
+import { causalLmStep, isTokenDataset, type CausalLmBatch, type TokenDataset } from "../models/train-lm.js";
 
 /** A supervised dataset held in memory: `n` rows of `inputSize` features and `n` labels (or `n × targetSize` targets). */
 export interface Dataset {
@@ -149,8 +151,9 @@ const yieldToEventLoop = () =>
  * `LoraModel`) refuses every adapter or weight change and a second `train()` with `StateError` code `BUSY` (also
  * from `onProgress`); they work again once the promise settles.
  */
-export async function train(model: Trainable, data: Dataset, opts: TrainOptions = {}): Promise<TrainResult> {
-  const n = countRows(data);
+export async function train(model: Trainable, data: Dataset | TokenDataset, opts: TrainOptions = {}): Promise<TrainResult> {
+  const lm = isTokenDataset(data) ? languageModelOf(model, "train") : null;
+  const n = lm ? countSequences(data as TokenDataset) : countRows(data as Dataset);
   const epochs = opts.epochs ?? 1;
   const batchSize = opts.batchSize ?? 32;
   const accum = opts.gradientAccumulationSteps ?? 1;
@@ -158,10 +161,17 @@ export async function train(model: Trainable, data: Dataset, opts: TrainOptions 
   for (const [k, v] of [["epochs", epochs], ["batchSize", batchSize], ["gradientAccumulationSteps", accum]] as const) {
     if (!Number.isInteger(v) || v <= 0) throw new ConfigError("CONFIG_INVALID", `train: ${k} must be a positive integer, got ${v}`, { field: k, value: v });
   }
+  if (lm && opts.loss !== undefined && opts.loss !== "cross_entropy") {
+    throw new ConfigError("CONFIG_INVALID", `train: a language model trains with the causal-LM cross-entropy; loss ${JSON.stringify(typeof opts.loss === "function" ? "function" : opts.loss)} is not supported`, { field: "loss" });
+  }
   const lossOf = lossFn(opts.loss ?? "cross_entropy");
-  const targetSize = opts.loss === "mse" ? data.labels.length / n : 1;
-  if (!Number.isInteger(targetSize) || targetSize <= 0) throw new ShapeError("SHAPE_MISMATCH", `train: ${data.labels.length} targets for ${n} rows`);
-  if (opts.loss !== "mse" && data.labels.length !== n) throw new ShapeError("SHAPE_MISMATCH", `train: ${data.labels.length} labels for ${n} rows`);
+  let targetSize = 1;
+  if (!lm) {
+    const d = data as Dataset;
+    targetSize = opts.loss === "mse" ? d.labels.length / n : 1;
+    if (!Number.isInteger(targetSize) || targetSize <= 0) throw new ShapeError("SHAPE_MISMATCH", `train: ${d.labels.length} targets for ${n} rows`);
+    if (opts.loss !== "mse" && d.labels.length !== n) throw new ShapeError("SHAPE_MISMATCH", `train: ${d.labels.length} labels for ${n} rows`);
+  }
   const params = paramsOf(model);
   if (params.length === 0) throw new ConfigError("CONFIG_INVALID", "train: nothing to train (no parameter requires a gradient; is the adapter active and trainable?)");
   const microPerEpoch = Math.ceil(n / batchSize);
@@ -170,7 +180,24 @@ export async function train(model: Trainable, data: Dataset, opts: TrainOptions 
   const schedule = lrMultiplier(opts.schedule ?? "constant", totalSteps);
   // marks the model busy (a second train() or an adapter change meanwhile is refused with BUSY) before anything
   // is allocated, so a refused call leaves nothing behind
-  const restore = model.beginTraining?.() ?? (() => undefined);
+  const restoreModel = model.beginTraining?.() ?? (() => undefined);
+  // a language model under an adapter model is marked busy too (no generation while its weights train)
+  let restore = restoreModel;
+  if (lm && lm !== (model as unknown)) {
+    try {
+      const endLm = lm.beginTraining();
+      restore = () => {
+        try {
+          restoreModel();
+        } finally {
+          endLm();
+        }
+      };
+    } catch (e) {
+      restoreModel();
+      throw e;
+    }
+  }
   let optimizer: Optimizer;
   try {
     optimizer = makeOptimizer(opts.optimizer, params, lr);
@@ -198,7 +225,12 @@ export async function train(model: Trainable, data: Dataset, opts: TrainOptions 
         for (let j = mb; j < last; j++) {
           const from = j * batchSize;
           const to = Math.min(n, from + batchSize);
-          const { x, y } = batchOf(data, order, from, to, targetSize);
+          if (lm) {
+            const r = causalLmStep(lm, tokenBatchOf(data as TokenDataset, order, from, to), { backward: true, gradScale: 1 / (last - mb) });
+            stepLoss += r.loss / (last - mb);
+            continue;
+          }
+          const { x, y } = batchOf(data as Dataset, order, from, to, targetSize);
           const out = model.forward(x);
           const { loss, grad } = lossOf(out, y);
           if (last - mb > 1) runtimeScale(grad, 1 / (last - mb));
@@ -237,6 +269,45 @@ export async function train(model: Trainable, data: Dataset, opts: TrainOptions 
   return { steps: step, epochs, losses, durationMs: performance.now() - t0 };
 }
 
+/** The decoder language model `model` is or wraps (an adapter model's `.model`), or a typed error. @internal */
+export function languageModelOf(model: unknown, what: string): DecoderModel {
+  if (model instanceof DecoderModel) return model;
+  const inner = (model as { model?: unknown } | null)?.model;
+  if (inner instanceof DecoderModel) return inner;
+  throw new ConfigError("CONFIG_INVALID", `${what}: a token dataset (inputIds + seqLength) needs a decoder language model (AutoModelForCausalLM, or an adapter model over one)`, { field: "data" });
+}
+
+function countSequences(data: TokenDataset): number {
+  const L = data.seqLength;
+  if (!Number.isInteger(L) || L < 2 || data.inputIds.length === 0 || data.inputIds.length % L !== 0) {
+    throw new ShapeError("SHAPE_MISMATCH", `dataset: inputIds (${data.inputIds.length}) must hold n × seqLength (${L}) ids, n ≥ 1, seqLength ≥ 2`, { field: "seqLength", value: L });
+  }
+  const n = data.inputIds.length / L;
+  for (const [name, a] of [["labels", data.labels], ["attentionMask", data.attentionMask]] as const) {
+    if (a !== undefined && a.length !== data.inputIds.length) throw new ShapeError("SHAPE_MISMATCH", `dataset: ${name} has ${a.length} entries, inputIds ${data.inputIds.length}`, { field: name });
+  }
+  return n;
+}
+
+/** Rows `order[from..to)` of a token dataset as one batch. @internal */
+export function tokenBatchOf(data: TokenDataset, order: Int32Array, from: number, to: number): CausalLmBatch {
+  const L = data.seqLength;
+  const n = to - from;
+  const pick = <A extends Int32Array | Uint8Array>(src: A, make: (len: number) => A): A => {
+    const out = make(n * L);
+    for (let i = 0; i < n; i++) out.set(src.subarray(order[from + i] * L, order[from + i] * L + L), i * L);
+    return out;
+  };
+  const mask = data.attentionMask;
+  return {
+    inputIds: pick(data.inputIds, (len) => new Int32Array(len)),
+    batchSize: n,
+    seqLength: L,
+    ...(data.labels ? { labels: pick(data.labels, (len) => new Int32Array(len)) } : {}),
+    ...(mask ? { attentionMask: mask instanceof Uint8Array ? pick(mask, (len) => new Uint8Array(len)) : pick(mask as Int32Array, (len) => new Int32Array(len)) } : {}),
+  };
+}
+
 function runtimeScale(t: Tensor, s: number): void {
   const d = t.data;
   for (let i = 0; i < d.length; i++) d[i] *= s;
@@ -251,7 +322,9 @@ export type Metric = "accuracy" | "loss" | ((output: Tensor, labels: ArrayLike<n
  * evaluate(peft, testSet, "accuracy");   // 0.973
  * ```
  */
-export function evaluate(model: Trainable, data: Dataset, metric: Metric = "accuracy", opts: { batchSize?: number } = {}): number {
+export function evaluate(model: Trainable, data: Dataset | TokenDataset, metric: Metric | "perplexity" = "accuracy", opts: { batchSize?: number } = {}): number {
+  if (isTokenDataset(data)) return evaluateLm(languageModelOf(model, "evaluate"), data, metric, opts.batchSize ?? 8);
+  if (metric === "perplexity") throw new ConfigError("CONFIG_INVALID", "evaluate: perplexity needs a token dataset and a language model", { field: "metric" });
   const n = countRows(data);
   const bs = opts.batchSize ?? 256;
   const wasTraining = model instanceof Module ? model.training : (model as { model?: Module }).model?.training ?? false;
@@ -283,6 +356,31 @@ export function evaluate(model: Trainable, data: Dataset, metric: Metric = "accu
     model.train(wasTraining);
   }
   return total / n;
+}
+
+/**
+ * Causal-LM loss over a token dataset in evaluation mode: `"loss"` is the mean cross-entropy per scored token,
+ * `"perplexity"` its exponential.
+ */
+function evaluateLm(lm: DecoderModel, data: TokenDataset, metric: unknown, batchSize: number): number {
+  if (metric !== "loss" && metric !== "perplexity") throw new ConfigError("CONFIG_INVALID", `evaluate: a language model is evaluated by "loss" or "perplexity", not ${JSON.stringify(metric)}`, { field: "metric" });
+  const n = countSequences(data);
+  const order = Int32Array.from({ length: n }, (_, i) => i);
+  const was = lm.training;
+  lm.train(false);
+  let sum = 0;
+  let tokens = 0;
+  try {
+    for (let from = 0; from < n; from += batchSize) {
+      const r = causalLmStep(lm, tokenBatchOf(data, order, from, Math.min(n, from + batchSize)));
+      sum += r.lossSum;
+      tokens += r.tokens;
+    }
+  } finally {
+    lm.train(was);
+  }
+  const mean = sum / tokens;
+  return metric === "perplexity" ? Math.exp(mean) : mean;
 }
 
 /** Class predictions (argmax) for every row. */

@@ -24,6 +24,7 @@ export const gpt2: DecoderFamily = {
   mlp: "plain",
   linear: "conv1d",
   scaleQueryFirst: false,
+  positionsFromMask: false,
   // non-persistent causal-mask buffers that old GPT-2 checkpoints (the Hub's `gpt2`) still contain
   ignoreKeys: [/(^|\.)attn\.(masked_)?bias$/],
   defaultTargets: ["c_attn"],

@@ -26,6 +26,7 @@ export const llama: DecoderFamily = {
   mlp: "gated",
   linear: "linear",
   scaleQueryFirst: false,
+  positionsFromMask: false,
   ignoreKeys: [/\.rotary_emb\.inv_freq$/],
   defaultTargets: ["q_proj", "v_proj"],
 };

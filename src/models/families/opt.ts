@@ -34,6 +34,7 @@ export const opt: DecoderFamily = {
   mlp: "plain",
   linear: "linear",
   scaleQueryFirst: true,
+  positionsFromMask: true,
   ignoreKeys: [],
   defaultTargets: ["q_proj", "v_proj"],
   has(role, c) {

@@ -74,6 +74,10 @@
 
 import { madd, hsum4, hsum1 } from "./util/simd";
 import { packTransposed } from "./util/pack";
+import {
+  KC, BC, KC_DOT, DOT_MAX_B, NN_ROWS, PACK, ADD_BIAS, LOAD_Y, finish, finish1,
+  micro4x8, micro4x4, micro1x8, micro1x4, panelWidth, nn4x8, nn1x8, nn4x4, nn1x4,
+} from "./util/gemm";
 
 // ---------------------------------------------------------------- formats
 //
@@ -398,29 +402,10 @@ function embeddingRows<T>(w: usize, ids: usize, out: usize, rows: i32, D: i32): 
 //           flight) or 4 (F16: 8 rows of accumulators and the widening would not fit the 16 xmm registers); B = 2,3:
 //           dot2x4 (each W vector widened once for two rows of x) and dot1x4 for the odd row, as gemm.ts.
 
-/** K block of the panels path (gemm.ts KC: must match for bit-identity). */
-const KC: i32 = 1024;
-/** Rows of x packed per chunk (gemm.ts BC). */
-const BC: i32 = 128;
-/** K block of the dot path when B > 1 (gemm.ts KC_DOT: must match). */
-const KC_DOT: i32 = 2048;
-/** Largest batch that takes the dot path (gemm.ts DOT_MAX_B). */
-const DOT_MAX_B: i32 = 3;
 /** Rows of W per f32_gemm_nn strip chunk widened at once (8 columns x NN_CHUNK rows = 32 KiB). */
 const NN_CHUNK: i32 = 1024;
-/** Rows of a per block of gemm_nn (gemm.ts NN_ROWS; any value gives the same result). */
-const NN_ROWS: i32 = 64;
-
-/**
- * Pack area for x^T panels (gemm.ts's PACK; a separate copy, 544 KiB, allocated at instantiation): KC * (BC + 8)
- * floats. The F16 dot path keeps x * 2^112 there (B * K <= PACK_FLOATS).
- */
-const PACK: usize = heap.alloc(<usize>KC * <usize>(BC + 8) << 2);
 /** Widened W: a 4 x KC tile of the panels path or an NN_CHUNK x 8 strip of gemm_nn (32 KiB, allocated at instantiation). */
 const WIDE: usize = heap.alloc(<usize>max(4 * KC, 8 * NN_CHUNK) << 2);
-
-const ADD_BIAS: i32 = 1;
-const LOAD_Y: i32 = 2;
 
 // ---------------------------------------------------------------- scalar twins
 
@@ -455,133 +440,7 @@ export function h16_gemm_nn_scalar(a: usize, w: usize, y: usize, B: i32, N: i32,
   }
 }
 
-// ---------------------------------------------------------------- store stage (gemm.ts)
-
-// @ts-ignore: decorator
-@inline function finish(s: v128, y: usize, bias: usize, flags: i32): v128 {
-  if (flags & ADD_BIAS) s = f32x4.add(s, v128.load(bias));
-  if (flags & LOAD_Y) s = f32x4.add(v128.load(y), s);
-  return s;
-}
-
-// @ts-ignore: decorator
-@inline function finish1(s: f32, y: usize, bias: usize, flags: i32): f32 {
-  if (flags & ADD_BIAS) s += load<f32>(bias);
-  if (flags & LOAD_Y) s = load<f32>(y) + s;
-  return s;
-}
-
-function storeColumns4(y: usize, ys: usize, a0: v128, a1: v128, a2: v128, a3: v128, bias: usize, flags: i32, nrows: i32): void {
-  const t0 = v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(a0, a1, 2, 6, 3, 7);
-  const t2 = v128.shuffle<f32>(a2, a3, 0, 4, 1, 5), t3 = v128.shuffle<f32>(a2, a3, 2, 6, 3, 7);
-  v128.store(y, finish(v128.shuffle<f32>(t0, t2, 0, 1, 4, 5), y, bias, flags));
-  if (nrows > 1) {
-    y += ys;
-    v128.store(y, finish(v128.shuffle<f32>(t0, t2, 2, 3, 6, 7), y, bias, flags));
-  }
-  if (nrows > 2) {
-    y += ys;
-    v128.store(y, finish(v128.shuffle<f32>(t1, t3, 0, 1, 4, 5), y, bias, flags));
-  }
-  if (nrows > 3) {
-    y += ys;
-    v128.store(y, finish(v128.shuffle<f32>(t1, t3, 2, 3, 6, 7), y, bias, flags));
-  }
-}
-
-function storeColumn1(y: usize, ys: usize, a: v128, bias: usize, flags: i32, nrows: i32): void {
-  store<f32>(y, finish1(f32x4.extract_lane(a, 0), y, bias, flags));
-  if (nrows > 1) store<f32>(y + ys, finish1(f32x4.extract_lane(a, 1), y + ys, bias, flags));
-  if (nrows > 2) store<f32>(y + 2 * ys, finish1(f32x4.extract_lane(a, 2), y + 2 * ys, bias, flags));
-  if (nrows > 3) store<f32>(y + 3 * ys, finish1(f32x4.extract_lane(a, 3), y + 3 * ys, bias, flags));
-}
-
-// ---------------------------------------------------------------- panels path (B >= 4): gemm.ts micro-kernels on WIDE
-//
-// The micro-kernels are @inline here: called from two specializations (BF16, F16) Binaryen keeps them as functions,
-// and V8 then ran the B = 128 panels path about 3x slower than gemm.ts's (where they are inlined into their only
-// caller); the loops themselves are gemm.ts's, instruction for instruction.
-
-// @ts-ignore: decorator
-@inline function micro4x8(w: usize, ws: usize, p: usize, kl: i32, y: usize, ys: usize, bias: usize, flags: i32, nb: i32): void {
-  let w0 = w, w1 = w + ws, w2 = w1 + ws, w3 = w2 + ws;
-  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-  const pe = p + (<usize>kl << 5);
-  do {
-    const x0 = v128.load(p), x1 = v128.load(p, 16);
-    let s = v128.load32_splat(w0);
-    c00 = madd(s, x0, c00);
-    c01 = madd(s, x1, c01);
-    s = v128.load32_splat(w1);
-    c10 = madd(s, x0, c10);
-    c11 = madd(s, x1, c11);
-    s = v128.load32_splat(w2);
-    c20 = madd(s, x0, c20);
-    c21 = madd(s, x1, c21);
-    s = v128.load32_splat(w3);
-    c30 = madd(s, x0, c30);
-    c31 = madd(s, x1, c31);
-    p += 32;
-    w0 += 4;
-    w1 += 4;
-    w2 += 4;
-    w3 += 4;
-  } while (p < pe);
-  storeColumns4(y, ys, c00, c10, c20, c30, bias, flags, nb);
-  if (nb > 4) storeColumns4(y + 4 * ys, ys, c01, c11, c21, c31, bias, flags, nb - 4);
-}
-
-// @ts-ignore: decorator
-@inline function micro4x4(w: usize, ws: usize, p: usize, kl: i32, y: usize, ys: usize, bias: usize, flags: i32, nb: i32): void {
-  let w0 = w, w1 = w + ws, w2 = w1 + ws, w3 = w2 + ws;
-  let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
-  const pe = p + (<usize>kl << 4);
-  do {
-    const x0 = v128.load(p);
-    c0 = madd(v128.load32_splat(w0), x0, c0);
-    c1 = madd(v128.load32_splat(w1), x0, c1);
-    c2 = madd(v128.load32_splat(w2), x0, c2);
-    c3 = madd(v128.load32_splat(w3), x0, c3);
-    p += 16;
-    w0 += 4;
-    w1 += 4;
-    w2 += 4;
-    w3 += 4;
-  } while (p < pe);
-  storeColumns4(y, ys, c0, c1, c2, c3, bias, flags, nb);
-}
-
-// @ts-ignore: decorator
-@inline function micro1x8(w: usize, p: usize, kl: i32, y: usize, ys: usize, bias: usize, flags: i32, nb: i32): void {
-  let c0 = f32x4.splat(0), c1 = c0;
-  const pe = p + (<usize>kl << 5);
-  do {
-    const s = v128.load32_splat(w);
-    c0 = madd(s, v128.load(p), c0);
-    c1 = madd(s, v128.load(p, 16), c1);
-    p += 32;
-    w += 4;
-  } while (p < pe);
-  storeColumn1(y, ys, c0, bias, flags, nb);
-  if (nb > 4) storeColumn1(y + 4 * ys, ys, c1, bias, flags, nb - 4);
-}
-
-// @ts-ignore: decorator
-@inline function micro1x4(w: usize, p: usize, kl: i32, y: usize, ys: usize, bias: usize, flags: i32, nb: i32): void {
-  let c0 = f32x4.splat(0);
-  const pe = p + (<usize>kl << 4);
-  do {
-    c0 = madd(v128.load32_splat(w), v128.load(p), c0);
-    p += 16;
-    w += 4;
-  } while (p < pe);
-  storeColumn1(y, ys, c0, bias, flags, nb);
-}
-
-// @ts-ignore: decorator
-@inline function panelWidth(left: i32): i32 {
-  return left > 4 ? 8 : 4;
-}
+// ---------------------------------------------------------------- panels path (B >= 4): the micro-kernels of util/gemm.ts on WIDE
 
 function gemmNtPanels(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32, dtype: i32): void {
   const xs = <usize>K << 2; // row stride of x
@@ -1014,109 +873,6 @@ export function h16_gemm_nt(x: usize, w: usize, bias: usize, y: usize, B: i32, K
 //
 //        W[n, k0..k0+7] (8 halves, one v128 load)  --widen-->  WIDE[n - n0] = [f f f f | f f f f]   n0 <= n < n0+NN_CHUNK
 //        nn4x8(a + n0, WIDE, stride 32, rows = chunk, acc = acc || n0 > 0)
-
-function nn4x8(a: usize, as: usize, w: usize, ws: usize, N: i32, y: usize, ys: usize, acc: i32): void {
-  let a0 = a, a1 = a + as, a2 = a1 + as, a3 = a2 + as;
-  const y0 = y, y1 = y + ys, y2 = y1 + ys, y3 = y2 + ys;
-  let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-  if (acc) {
-    c00 = v128.load(y0);
-    c01 = v128.load(y0, 16);
-    c10 = v128.load(y1);
-    c11 = v128.load(y1, 16);
-    c20 = v128.load(y2);
-    c21 = v128.load(y2, 16);
-    c30 = v128.load(y3);
-    c31 = v128.load(y3, 16);
-  }
-  const ae = a0 + (<usize>N << 2);
-  while (a0 < ae) {
-    const v0 = v128.load(w), v1 = v128.load(w, 16);
-    let s = v128.load32_splat(a0);
-    c00 = madd(s, v0, c00);
-    c01 = madd(s, v1, c01);
-    s = v128.load32_splat(a1);
-    c10 = madd(s, v0, c10);
-    c11 = madd(s, v1, c11);
-    s = v128.load32_splat(a2);
-    c20 = madd(s, v0, c20);
-    c21 = madd(s, v1, c21);
-    s = v128.load32_splat(a3);
-    c30 = madd(s, v0, c30);
-    c31 = madd(s, v1, c31);
-    a0 += 4;
-    a1 += 4;
-    a2 += 4;
-    a3 += 4;
-    w += ws;
-  }
-  v128.store(y0, c00);
-  v128.store(y0, c01, 16);
-  v128.store(y1, c10);
-  v128.store(y1, c11, 16);
-  v128.store(y2, c20);
-  v128.store(y2, c21, 16);
-  v128.store(y3, c30);
-  v128.store(y3, c31, 16);
-}
-
-function nn1x8(a: usize, w: usize, ws: usize, N: i32, y: usize, acc: i32): void {
-  let c0 = f32x4.splat(0), c1 = c0;
-  if (acc) {
-    c0 = v128.load(y);
-    c1 = v128.load(y, 16);
-  }
-  const ae = a + (<usize>N << 2);
-  while (a < ae) {
-    const s = v128.load32_splat(a);
-    c0 = madd(s, v128.load(w), c0);
-    c1 = madd(s, v128.load(w, 16), c1);
-    a += 4;
-    w += ws;
-  }
-  v128.store(y, c0);
-  v128.store(y, c1, 16);
-}
-
-function nn4x4(a: usize, as: usize, w: usize, ws: usize, N: i32, y: usize, ys: usize, acc: i32): void {
-  let a0 = a, a1 = a + as, a2 = a1 + as, a3 = a2 + as;
-  const y0 = y, y1 = y + ys, y2 = y1 + ys, y3 = y2 + ys;
-  let c0 = f32x4.splat(0), c1 = c0, c2 = c0, c3 = c0;
-  if (acc) {
-    c0 = v128.load(y0);
-    c1 = v128.load(y1);
-    c2 = v128.load(y2);
-    c3 = v128.load(y3);
-  }
-  const ae = a0 + (<usize>N << 2);
-  while (a0 < ae) {
-    const v = v128.load(w);
-    c0 = madd(v128.load32_splat(a0), v, c0);
-    c1 = madd(v128.load32_splat(a1), v, c1);
-    c2 = madd(v128.load32_splat(a2), v, c2);
-    c3 = madd(v128.load32_splat(a3), v, c3);
-    a0 += 4;
-    a1 += 4;
-    a2 += 4;
-    a3 += 4;
-    w += ws;
-  }
-  v128.store(y0, c0);
-  v128.store(y1, c1);
-  v128.store(y2, c2);
-  v128.store(y3, c3);
-}
-
-function nn1x4(a: usize, w: usize, ws: usize, N: i32, y: usize, acc: i32): void {
-  let c = acc ? v128.load(y) : f32x4.splat(0);
-  const ae = a + (<usize>N << 2);
-  while (a < ae) {
-    c = madd(v128.load32_splat(a), v128.load(w), c);
-    a += 4;
-    w += ws;
-  }
-  v128.store(y, c);
-}
 
 /** WIDE[r, 0..8) = f32(W[n0 + r, k0..k0+8)) for r < rows (W rows whs bytes apart, w at column k0). */
 function widenStrip8<T>(w: usize, whs: usize, rows: i32): void {

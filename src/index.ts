@@ -38,18 +38,21 @@ export {
   Identity,
   LayerNorm,
   Embedding,
+  HalfLinear,
+  HalfEmbedding,
+  HalfWeight,
   nllLoss,
   crossEntropy,
   mseLoss,
   Rng,
   manualSeed,
 } from "./nn/index.js";
-export type { TensorLike, StateDictSource, LoadStateDictOptions, LoadStateDictResult, LinearOptions, Conv1DOptions, DenseLayer, LayerNormOptions, EmbeddingOptions, LossResult, Reduction } from "./nn/index.js";
+export type { TensorLike, StateDictSource, LoadStateDictOptions, LoadStateDictResult, LinearOptions, Conv1DOptions, DenseLayer, LayerNormOptions, EmbeddingOptions, LossResult, Reduction, HalfTensor, HalfDtype, HalfLinearOptions, HalfEmbeddingOptions } from "./nn/index.js";
 
 // ---------------------------------------------------------------- decoder language models (Hugging Face checkpoints)
 export { AutoModelForCausalLM } from "./models/auto.js";
 export { DecoderModel, RMSNorm } from "./models/decoder.js";
-export type { DecoderForwardOptions } from "./models/decoder.js";
+export type { DecoderForwardOptions, ModelDtype } from "./models/decoder.js";
 export { parseConfig, SUPPORTED_MODEL_TYPES } from "./models/config.js";
 export type { DecoderConfig, RopeConfig } from "./models/config.js";
 export { FAMILIES } from "./models/families/index.js";

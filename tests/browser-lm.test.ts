@@ -8,7 +8,7 @@ import { cpSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import type { Browser, Page } from "playwright-core";
-import { ROOT, ensureBuilt, ensureOutputDir, launchChromium, openPage, requireChromium, startServer, type ExampleServer } from "./helpers/browser.js";
+import { ChromiumSession, ROOT, ensureBuilt, ensureOutputDir, openPage, startServer, type ExampleServer } from "./helpers/browser.js";
 import { TRANSFORMERS } from "./helpers/transformers.js";
 import { AutoModelForCausalLM, AutoTokenizer, PeftModel } from "../src/node.js";
 import type { LmGenerateResult, ShiraLM } from "../examples/browser/lm-hook.js";
@@ -16,8 +16,7 @@ import type { LmGenerateResult, ShiraLM } from "../examples/browser/lm-hook.js";
 type Win = { shiraLM: ShiraLM };
 let tmp = "";
 let server: ExampleServer | null = null;
-let browser: Browser | null = null;
-let browserError: Error | null = null;
+const chromiumSession = new ChromiumSession();
 const ADAPTERS: [string, string][] = [
   ["fixture", join(TRANSFORMERS, "llama", "shira")],
   ["peft_default", join(TRANSFORMERS, "..", "peft-real", "llama", "adapter")],
@@ -32,23 +31,17 @@ before(async () => {
   cpSync(join(TRANSFORMERS, "..", "tokenizer", "bytelevel-bpe"), lm, { recursive: true });
   for (const [name, dir] of ADAPTERS) cpSync(dir, join(lm, "adapters", name), { recursive: true });
   server = await startServer({ data: join(tmp, "data") });
-  try {
-    requireChromium();
-    browser = await launchChromium();
-  } catch (e) {
-    browserError = e as Error;
-  }
+  await chromiumSession.launch();
 });
 
 after(async () => {
-  await browser?.close();
+  await chromiumSession.close();
   await server?.close();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
 function chromium(): Browser {
-  if (!browser) throw browserError ?? new Error("Chromium was not started");
-  return browser;
+  return chromiumSession.get();
 }
 
 /** Node's tokens for the same prompt and switch plan (greedy), through the library directly. */

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
-import { ensureBuilt, ensureOutputDir, launchChromium, openPage, requireChromium, startServer, type ExampleServer } from "./helpers/browser.js";
+import { ChromiumSession, ensureBuilt, ensureOutputDir, openPage, startServer, type ExampleServer } from "./helpers/browser.js";
 import { runLmDemo, writeLmReport, type LmDemoResults } from "../src/cli/lm-demo.js";
 import { AutoModelForCausalLM, AutoTokenizer, LoraModel, PeftModel, readAdapterFiles } from "../src/node.js";
 import type { LmGenerateResult, LmReadyInfo, MixEntry, ShiraLM } from "../examples/browser/lm-hook.js";
@@ -24,8 +24,7 @@ let out = "";
 let demo: LmDemoResults;
 let genres: string[] = [];
 let server: ExampleServer | null = null;
-let browser: Browser | null = null;
-let browserError: Error | null = null;
+const chromiumSession = new ChromiumSession();
 
 before(async () => {
   ensureBuilt();
@@ -39,23 +38,17 @@ before(async () => {
   assert.ok(genres.length >= 3, `the quick demo should train at least 3 genres, got ${genres.join(", ")}`);
   // the folder twice: under /demo/ (for ?demo=/demo/) and as the data folder (`serve:examples -- --data DIR`)
   server = await startServer({ data: out, mounts: { "/demo/": out } });
-  try {
-    requireChromium();
-    browser = await launchChromium();
-  } catch (e) {
-    browserError = e as Error;
-  }
+  await chromiumSession.launch();
 });
 
 after(async () => {
-  await browser?.close();
+  await chromiumSession.close();
   await server?.close();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
 function chromium(): Browser {
-  if (!browser) throw browserError ?? new Error("Chromium was not started");
-  return browser;
+  return chromiumSession.get();
 }
 
 /**

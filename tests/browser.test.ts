@@ -19,13 +19,12 @@ import {
   ROOT,
   ensureBuilt,
   ensureOutputDir,
-  launchChromium,
+  ChromiumSession,
   loadDemoInNode,
   makeDemoData,
   maxDiff,
   openPage,
   probs,
-  requireChromium,
   startServer,
   type DemoData,
   type ExampleServer,
@@ -42,7 +41,7 @@ const MS_RE = /^\d+\.\d{3} ms$/;
 let tmp = "";
 let data: DemoData;
 let server: ExampleServer | null = null;
-let browser: Browser | null = null;
+const chromiumSession = new ChromiumSession();
 let nodePeft: ShiraModel;
 
 /** Collects page errors, console errors and every URL requested (to check that all of them are local). */
@@ -61,10 +60,8 @@ function watch(page: Page): { errors: string[]; urls: string[] } {
 
 /** The browser, or the reason there is none (each browser test then FAILS with it; nothing is skipped). */
 function chromium(): Browser {
-  if (!browser) throw browserError ?? new Error("Chromium was not started");
-  return browser;
+  return chromiumSession.get();
 }
-let browserError: Error | null = null;
 
 before(async () => {
   const t0 = performance.now();
@@ -87,19 +84,14 @@ before(async () => {
     data: data.dir,
     mounts: { "/lib/": join(ROOT, "dist"), "/fixtures/": fixturePath(), "/t/": pages, "/nodata/": join(ROOT, "dist/examples/browser") },
   });
-  try {
-    requireChromium();
-    browser = await launchChromium();
-  } catch (e) {
-    browserError = e as Error;
-    console.log(`# ${browserError.message}`);
-  }
+  await chromiumSession.launch();
+  if (chromiumSession.error) console.log(`# ${chromiumSession.error.message}`);
   nodePeft = await loadDemoInNode(data.dir, data.adapters);
-  console.log(`# browser tests: built, data generated, server ${server.url}, Chromium ${browser?.version() ?? "MISSING"} in ${(performance.now() - t0).toFixed(0)} ms`);
+  console.log(`# browser tests: built, data generated, server ${server.url}, Chromium ${chromiumSession.error ? "MISSING" : chromiumSession.get().version()} in ${(performance.now() - t0).toFixed(0)} ms`);
 });
 
 after(async () => {
-  await browser?.close();
+  await chromiumSession.close();
   await server?.close();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });

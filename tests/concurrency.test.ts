@@ -54,7 +54,7 @@ function assertConsistent(peft: ShiraModel): void {
       d.free();
       for (let i = 0; i < dd.length; i++) if (dd[i] !== 0) expected[i] = Math.fround(expected[i] + dd[i]);
     }
-    const w = l.baseLayer.weight.toArray();
+    const w = l.liveWeightF32();
     let bad = -1;
     for (let i = 0; i < w.length && bad < 0; i++) if (w[i] !== expected[i]) bad = i;
     assert.equal(bad, -1, `${name}: weight[${bad}] = ${w[bad]} is not base + fused deltas (${expected[bad]})`);

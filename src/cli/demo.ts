@@ -207,7 +207,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResults> {
   shira.unmerge();
   lora.unmerge();
   const baseBitIdentical = shira.shiraLayers().every(([, l], i) => {
-    const w = l.baseLayer.weight.data;
+    const w = l.liveWeightF32();
     const ref = baseWeights[i];
     const u1 = new Uint32Array(w.buffer, w.byteOffset, w.length);
     const u2 = new Uint32Array(ref.buffer, ref.byteOffset, ref.length);

@@ -16,10 +16,9 @@
  * Everything is validated before the model changes; errors are typed and name the key and the values.
  */
 import { ConfigError, FormatError, ShiraError } from "../errors.js";
-import { isDenseLayer, type DenseLayer } from "../nn/conv1d.js";
 import type { Module } from "../nn/module.js";
 import { ShiraConfig } from "../shira/config.js";
-import { ShiraLinear } from "../shira/layer.js";
+import { ShiraLinear, isAdaptableLayer, type AdaptableLayer } from "../shira/layer.js";
 import { findModulesToSave, type ModulesToSaveWrapper } from "../shira/modules-to-save.js";
 import { LoadScope, throwIfAborted, type LoadSignalOptions } from "./abort.js";
 import { httpGet } from "./byte-source.js";
@@ -154,7 +153,7 @@ function checkFinite(values: Float32Array, key: string): void {
   }
 }
 
-function linearOf(model: Module, name: string, key: string): DenseLayer {
+function linearOf(model: Module, name: string, key: string): AdaptableLayer {
   let m: Module;
   try {
     m = model.getSubmodule(name);
@@ -162,8 +161,8 @@ function linearOf(model: Module, name: string, key: string): DenseLayer {
     throw new FormatError("SHIRA_MODULE_NOT_FOUND", `${key}: the model has no module "${name}"`, { tensor: key, module: name });
   }
   if (m instanceof ShiraLinear) return m.baseLayer;
-  if (isDenseLayer(m)) return m;
-  throw new FormatError("SHIRA_NOT_LINEAR", `${key}: module "${name}" is a ${m.constructor.name}, not a supported layer (SHiRA adapts Linear, Conv1D)`, {
+  if (isAdaptableLayer(m)) return m;
+  throw new FormatError("SHIRA_NOT_LINEAR", `${key}: module "${name}" is a ${m.constructor.name}, not a supported layer (SHiRA adapts Linear, Conv1D, HalfLinear)`, {
     tensor: key,
     module: name,
     type: m.constructor.name,
@@ -310,7 +309,7 @@ export function parseAdapter(model: Module, configJson: string | Record<string, 
 export interface SavableModel {
   readonly model: Module;
   readonly peftConfig: Map<string, ShiraConfig>;
-  shiraLayers(): [string, ShiraLinear][];
+  shiraLayers(): [string, ShiraLinear<AdaptableLayer>][];
   modulesToSaveWrappers(): [string, ModulesToSaveWrapper][];
 }
 

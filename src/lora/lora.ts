@@ -7,6 +7,14 @@
  * Targets are `Linear` layers or GPT-2 `Conv1D`s (weight stored `[in, out]`: PEFT's `fan_in_fan_out`, set
  * automatically from the targets as PEFT does); merging a Conv1D adds the transposed delta `s·(B·A)ᵀ = s·Aᵀ·Bᵀ`.
  *
+ * Half-precision bases (`HalfLinear`, BF16 / F16 weight bits): the unfused forward runs the half gemm and adds the
+ * f32 low-rank product; backward goes through `HalfLinear.backward` (frozen weight). Merging is exact to undo: the
+ * first merge keeps a copy of the layer's original u16 bits (2·out·in bytes per layer, e.g. 32 MiB for a
+ * 4096×4096 layer, held while any LoRA adapter is merged on it), each merge computes the delta in f32 row blocks
+ * (`f32_lowrank_fuse` on the widened rows) and rounds once, `W = half(widen(W) + f32(s·B·A))` (torch's rule for
+ * PEFT's `weight.data += delta` with an f32 delta), and unmerge writes the original bits back (bit-identical; no
+ * `W -= delta` drift). Several merged adapters round after each one, as PEFT's successive `+=`.
+ *
  * ```ts
  * const lora = getLoraModel(model, new LoraConfig({ r: 16, loraAlpha: 16, targetModules: ["fc1", "fc2"] }), "task");
  * await train(lora, data, { epochs: 2, lr: 3e-3 });
@@ -17,11 +25,13 @@
 import { refuseWhileGenerating, refuseWhileRunning } from "../shira/busy.js";
 import { ConfigError, FormatError, ShapeError, StateError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
-import { isDenseLayer, isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
+import { type DenseLayer } from "../nn/conv1d.js";
+import { HalfLinear } from "../nn/half.js";
 import { Module } from "../nn/module.js";
 import { Parameter, Tensor, assertLive } from "../nn/tensor.js";
 import { runtime, type F32Buffer } from "../runtime/runtime.js";
 import { checkAdapterName, matchesTarget, type TargetModules } from "../shira/config.js";
+import { fanInFanOutOf, isAdaptableLayer, type AdaptableLayer } from "../shira/layer.js";
 import { pyFloat, pythonJsonDumps } from "../shira/python-json.js";
 import { readSafetensors, toFloat32, writeSafetensors, type TensorInput } from "../io/safetensors.js";
 import type { AdapterFiles } from "../io/peft.js";
@@ -122,12 +132,16 @@ class ModuleDict extends Module {
   }
 }
 
+/** Rows of a half weight widened per block while merging (a scratch of at most this many · in floats). */
+const HALF_MERGE_FLOATS = 1 << 16;
+
 /**
- * A `Linear` or `Conv1D` with LoRA adapters (`base_layer`, `lora_A.<adapter>`, `lora_B.<adapter>`). A and B are
- * PEFT's `[r, in]` and `[out, r]` for both; only merging sees the base weight's layout.
+ * A `Linear`, `Conv1D` or half-precision `HalfLinear` with LoRA adapters (`base_layer`, `lora_A.<adapter>`,
+ * `lora_B.<adapter>`). A and B are PEFT's `[r, in]` and `[out, r]` for all; only merging sees the base weight's
+ * layout. The type argument is the base's type (`LoraLinear` alone: a Linear / Conv1D).
  */
-export class LoraLinear extends Module {
-  readonly baseLayer: DenseLayer;
+export class LoraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
+  readonly baseLayer: B;
   readonly loraA = new ModuleDict();
   readonly loraB = new ModuleDict();
   readonly scaling = new Map<string, number>();
@@ -137,12 +151,21 @@ export class LoraLinear extends Module {
   #cache: { x: Tensor; t: Tensor[] } | null = null;
   /** `[rows, r]` scratch of {@link forwardInto}, kept between calls (grown only for a larger rows · r). */
   #scratch: F32Buffer | null = null;
+  /** Half base: the original u16 weight bits while any adapter is merged (⌈out·in/8⌉·4 words), else null. */
+  #origBits: F32Buffer | null = null;
+  /** Half base: the scale each merged adapter was merged with (to merge the others again after an unmerge). */
+  #mergedScale = new Map<string, number>();
 
-  constructor(base: DenseLayer) {
+  constructor(base: B) {
     super();
-    this.baseLayer = this.registerModule("base_layer", base);
+    this.baseLayer = this.registerModule("base_layer", base) as B;
     this.registerModule("lora_A", this.loraA);
     this.registerModule("lora_B", this.loraB);
+  }
+
+  /** The base when it is a half-precision `HalfLinear`, else null. */
+  get half(): HalfLinear | null {
+    return this.baseLayer instanceof HalfLinear ? this.baseLayer : null;
   }
 
   get inFeatures(): number {
@@ -153,7 +176,7 @@ export class LoraLinear extends Module {
   }
   /** The base weight is stored `[in, out]` (Conv1D). */
   get fanInFanOut(): boolean {
-    return isFanInFanOut(this.baseLayer);
+    return fanInFanOutOf(this.baseLayer);
   }
 
   addAdapter(name: string, r: number, scaling: number, initLoraWeights = true): void {
@@ -161,7 +184,7 @@ export class LoraLinear extends Module {
   }
 
   /** @internal A `[r, in]` and a `[out, r]` layer for `base` (both or neither), not attached to any layer. */
-  static buildAdapter(base: DenseLayer, r: number, initLoraWeights = true): { a: Linear; b: Linear } {
+  static buildAdapter(base: AdaptableLayer, r: number, initLoraWeights = true): { a: Linear; b: Linear } {
     return runtime().transaction(() => {
       const a = new Linear(base.inFeatures, r, { bias: false });
       const b = new Linear(r, base.outFeatures, { bias: false });
@@ -194,6 +217,8 @@ export class LoraLinear extends Module {
 
   override free(): void {
     this.releaseScratch();
+    this.#origBits?.free();
+    this.#origBits = null;
     super.free();
   }
 
@@ -218,7 +243,25 @@ export class LoraLinear extends Module {
     const rt = runtime();
     const k = rt.k;
     const r = a.shape[0];
-    const w = this.baseLayer.weight.ptr;
+    const h = this.half;
+    if (h) {
+      // W = half(widen(W) + f32(s·B·A)), a block of rows at a time through an f32 scratch
+      const K = this.inFeatures;
+      const N = this.outFeatures;
+      const rows = Math.max(1, Math.min(N, Math.floor(HALF_MERGE_FLOATS / K)));
+      rt.scratch((tmp) => {
+        const t = tmp.f32(rows * K);
+        for (let n0 = 0; n0 < N; n0 += rows) {
+          const n = Math.min(rows, N - n0);
+          const wRows = h.weightPtr + n0 * K * 2;
+          k.h16_to_f32(wRows, t.ptr, n * K, h.dtypeCode);
+          k.f32_lowrank_fuse(t.ptr, b.ptr + n0 * r * 4, a.ptr, scale, n, K, r);
+          k.f32_to_h16(t.ptr, wRows, n * K, h.dtypeCode);
+        }
+      });
+      return;
+    }
+    const w = (this.baseLayer as DenseLayer).weight.ptr;
     if (!this.fanInFanOut) {
       k.f32_lowrank_fuse(w, b.ptr, a.ptr, scale, this.outFeatures, this.inFeatures, r);
       return;
@@ -232,16 +275,92 @@ export class LoraLinear extends Module {
     });
   }
 
-  /** W += s·B·A (the engine's low-rank kernel; transposed on a Conv1D). */
+  /**
+   * W += s·B·A (the engine's low-rank kernel; transposed on a Conv1D). On a half base the original bits are copied
+   * first (once, before the first merged adapter) and the sum is rounded to the half dtype.
+   */
   mergeOne(name: string): void {
-    this.#fuseDelta(name, this.scaling.get(name)!);
+    const scale = this.scaling.get(name)!;
+    const h = this.half;
+    if (h) {
+      this.#keepOrigBits(h);
+      this.#mergedScale.set(name, scale);
+    }
+    this.#fuseDelta(name, scale);
     this.merged.push(name);
   }
 
-  /** W -= s·B·A (not exact in float32, as PEFT). */
+  /** Half base: copies the weight bits before the first merge. */
+  #keepOrigBits(h: HalfLinear): void {
+    if (this.#origBits) return;
+    const n = this.inFeatures * this.outFeatures;
+    const rt = runtime();
+    const buf = rt.allocF32Uninit(Math.ceil(n / 8) * 4, `original half weight bits of a LoRA layer [${this.outFeatures}, ${this.inFeatures}]`);
+    new Uint16Array(rt.memory.buffer, buf.ptr, n).set(h.bitsView());
+    this.#origBits = buf;
+  }
+
+  /** Half base: writes the original bits back and frees the copy. */
+  #restoreOrigBits(h: HalfLinear): void {
+    const buf = this.#origBits;
+    if (!buf) return;
+    const n = this.inFeatures * this.outFeatures;
+    h.bitsView().set(new Uint16Array(runtime().memory.buffer, buf.ptr, n));
+    buf.free();
+    this.#origBits = null;
+    this.#mergedScale.clear();
+  }
+
+  /**
+   * W -= s·B·A (not exact in float32, as PEFT). On a half base exact: the original bits are written back and the
+   * other merged adapters merged again, in their order.
+   */
   unmergeOne(name: string): void {
+    const h = this.half;
+    if (h) {
+      const rest = this.merged.filter((n) => n !== name).map((n) => [n, this.#mergedScale.get(n)!] as const);
+      this.#restoreOrigBits(h);
+      this.merged = [];
+      for (const [n, s] of rest) this.mergeScaled(n, s);
+      return;
+    }
     this.#fuseDelta(name, -this.scaling.get(name)!);
     this.merged = this.merged.filter((n) => n !== name);
+  }
+
+  /** Unmerges every merged adapter (reverse order; a half base: the original bits, exactly). */
+  unmergeAll(): void {
+    const h = this.half;
+    if (h) {
+      this.#restoreOrigBits(h);
+      this.merged = [];
+      return;
+    }
+    for (const n of this.merged.slice().reverse()) this.unmergeOne(n);
+  }
+
+  /** Merges `name` with an explicit scale (instead of its scaling). @internal */
+  mergeScaled(name: string, scale: number): void {
+    const s = this.scaling.get(name)!;
+    this.scaling.set(name, scale);
+    try {
+      this.mergeOne(name);
+    } finally {
+      this.scaling.set(name, s);
+    }
+  }
+
+  /** The scales the merged adapters were merged with (half base; empty otherwise). @internal */
+  get mergedScales(): ReadonlyMap<string, number> {
+    return this.#mergedScale;
+  }
+
+  /** Forgets the merged state without restoring (the merged values become the weight: merge-and-unload). @internal */
+  forgetMerged(): void {
+    this.#origBits?.free();
+    this.#origBits = null;
+    this.#mergedScale.clear();
+    this.merged = [];
   }
 
   #unfused(): string[] {
@@ -406,9 +525,9 @@ export class LoraModel {
     return this.#peftConfig;
   }
 
-  loraLayers(): [string, LoraLinear][] {
+  loraLayers(): [string, LoraLinear<AdaptableLayer>][] {
     this.#check();
-    return this.model.namedModules().filter((e): e is [string, LoraLinear] => e[1] instanceof LoraLinear);
+    return this.model.namedModules().filter((e): e is [string, LoraLinear<AdaptableLayer>] => e[1] instanceof LoraLinear);
   }
 
   get activeAdapters(): string[] {
@@ -429,22 +548,22 @@ export class LoraModel {
     checkAdapterName(name);
     if (!(config instanceof LoraConfig)) throw new ConfigError("CONFIG_INVALID", "addAdapter: config must be a LoraConfig", { argument: "config" });
     if (this.#peftConfig.has(name)) throw new StateError("ADAPTER_EXISTS", `adapter "${name}" already exists`);
-    const found: [string, DenseLayer | LoraLinear][] = [];
+    const found: [string, AdaptableLayer | LoraLinear<AdaptableLayer>][] = [];
     const inside: string[] = [];
     for (const [n, m] of this.model.namedModules()) {
       if (n === "" || inside.some((t) => n.startsWith(t + "."))) continue;
       if (m instanceof LoraLinear) inside.push(n);
       const hit = targets ? targets.includes(n) : matchesTarget(config.targetModules, n);
       if (!hit) continue;
-      if (!isDenseLayer(m) && !(m instanceof LoraLinear)) {
-        throw new ConfigError("SHIRA_NOT_LINEAR", `LoRA target ${n} (${m.constructor.name}) is not supported. Currently, only the following modules are supported: Linear, Conv1D.`);
+      if (!isAdaptableLayer(m) && !(m instanceof LoraLinear)) {
+        throw new ConfigError("SHIRA_NOT_LINEAR", `LoRA target ${n} (${m.constructor.name}) is not supported. Currently, only the following modules are supported: Linear, Conv1D. (A half-precision HalfLinear counts as a Linear.)`);
       }
       found.push([n, m]);
     }
     if (found.length === 0) throw new ConfigError("CONFIG_NO_TARGET", `Target modules ${JSON.stringify(config.targetModules)} not found in the base model.`);
     // PEFT: fan_in_fan_out follows the module type (warning when it differs); the last target decides the config
     const last = found[found.length - 1][1];
-    const fanInFanOut = isFanInFanOut(last instanceof LoraLinear ? last.baseLayer : last);
+    const fanInFanOut = fanInFanOutOf(last instanceof LoraLinear ? last.baseLayer : last);
     if (config.fanInFanOut !== fanInFanOut) {
       console.warn(
         `shira-wasm: ${
@@ -460,10 +579,10 @@ export class LoraModel {
     // every layer's A and B first (all or none), then the model changes
     const built = runtime().transaction(() => found.map(([, m]) => LoraLinear.buildAdapter(m instanceof LoraLinear ? m.baseLayer : m, config.r, config.initLoraWeights)));
     found.forEach(([n, m], i) => {
-      let layer: LoraLinear;
+      let layer: LoraLinear<AdaptableLayer>;
       if (m instanceof LoraLinear) layer = m;
       else {
-        layer = new LoraLinear(m);
+        layer = new LoraLinear<AdaptableLayer>(m);
         this.model.setSubmodule(n, layer);
       }
       layer.attachAdapter(name, built[i], config.scaling);
@@ -512,7 +631,7 @@ export class LoraModel {
   /** Unmerges (W -= s·B·A, in reverse order). */
   unmerge(): void {
     this.#guard("unmerge");
-    for (const [, layer] of this.loraLayers()) for (const n of layer.merged.slice().reverse()) layer.unmergeOne(n);
+    for (const [, layer] of this.loraLayers()) layer.unmergeAll();
   }
 
   /** LoRA's fused switch: unmerge the current adapters, merge `name` (O(out·in·r) per layer). */
@@ -533,10 +652,7 @@ export class LoraModel {
     for (const [, layer] of this.loraLayers()) {
       for (const e of entries) {
         if (!layer.loraA.get(e.name)) continue;
-        const s = layer.scaling.get(e.name)!;
-        layer.scaling.set(e.name, s * (e.weight ?? 1));
-        layer.mergeOne(e.name);
-        layer.scaling.set(e.name, s);
+        layer.mergeScaled(e.name, layer.scaling.get(e.name)! * (e.weight ?? 1));
       }
     }
     this.#active = entries.map((e) => e.name);
@@ -573,7 +689,17 @@ export class LoraModel {
     if (typeof fn !== "function") throw new ConfigError("CONFIG_INVALID", `disableAdapters: fn must be a function, got ${typeof fn}`, { argument: "fn" });
     const outer = this.#scopes === 0;
     const layers = this.loraLayers();
-    const saved = outer ? layers.map(([, l]) => ({ l, disabled: l.disabled, merged: l.merged.slice(), weight: l.merged.length ? l.baseLayer.weight.toArray() : null })) : [];
+    // f32 bases: the merged weights are copied (unmerging drifts); half bases: unmerging is exact, so the adapters
+    // are merged again on exit with the same scales (bit-identical to the weights before the scope)
+    const saved = outer
+      ? layers.map(([, l]) => ({
+          l,
+          disabled: l.disabled,
+          merged: l.merged.slice(),
+          weight: l.merged.length && !l.half ? (l.baseLayer as DenseLayer).weight.toArray() : null,
+          scales: l.half ? new Map(l.mergedScales) : null,
+        }))
+      : [];
     if (outer) {
       this.unmerge();
       for (const [, l] of layers) l.disabled = true;
@@ -584,9 +710,11 @@ export class LoraModel {
       if (!outer) return;
       for (const s of saved) {
         s.l.disabled = s.disabled;
-        if (s.weight && !s.l.baseLayer.weight.freed) {
-          s.l.baseLayer.weight.data.set(s.weight);
+        if (s.weight && !(s.l.baseLayer as DenseLayer).weight.freed) {
+          (s.l.baseLayer as DenseLayer).weight.data.set(s.weight);
           s.l.merged = s.merged;
+        } else if (s.scales && s.merged.length) {
+          for (const n of s.merged) if (s.l.loraA.get(n)) s.l.mergeScaled(n, s.scales.get(n)!);
         }
       }
     };
@@ -635,7 +763,7 @@ export class LoraModel {
 
   #unload(): Module {
     for (const [name, layer] of this.loraLayers()) {
-      layer.merged = []; // merged values stay in the weight
+      layer.forgetMerged(); // merged values stay in the weight
       for (const n of layer.adapterNames()) layer.deleteAdapter(n);
       layer.releaseScratch();
       this.model.setSubmodule(name, layer.baseLayer);
@@ -680,7 +808,7 @@ export class LoraModel {
       const m = /^base_model\.model\.(.+)\.lora_(A|B)\.weight$/.exec(key);
       if (!m) throw new FormatError("SHIRA_UNEXPECTED_TENSOR", `${key}: not a LoRA tensor`, { tensor: key });
       const lin = this.model.getSubmodule(m[1]);
-      const base = lin instanceof LoraLinear ? lin.baseLayer : isDenseLayer(lin) ? lin : null;
+      const base = lin instanceof LoraLinear ? lin.baseLayer : isAdaptableLayer(lin) ? lin : null;
       if (!base) throw new FormatError("SHIRA_NOT_LINEAR", `${key}: ${m[1]} is a ${lin.constructor.name}, not a supported layer (Linear, Conv1D)`);
       const shape = file.entry(key).shape;
       const want = m[2] === "A" ? [cfg.r, base.inFeatures] : [base.outFeatures, cfg.r];

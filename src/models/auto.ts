@@ -11,7 +11,7 @@
  * ```
  */
 import { parseConfig, SUPPORTED_MODEL_TYPES } from "./config.js";
-import { DecoderModel } from "./decoder.js";
+import { DecoderModel, type DecoderModelOptions } from "./decoder.js";
 import { FAMILIES } from "./families/index.js";
 import { loadDecoder, type FromPretrainedOptions } from "./load.js";
 import type { CheckpointSource } from "./source.js";
@@ -25,9 +25,12 @@ export class AutoModelForCausalLM {
     return loadDecoder(source, opts);
   }
 
-  /** A model with zeroed weights from a `config.json` object (for tests and for training from scratch). */
-  static fromConfig(config: Record<string, unknown>): DecoderModel {
+  /**
+   * A model with zeroed weights from a `config.json` object (for tests and for training from scratch); `dtype` as
+   * in {@link FromPretrainedOptions} (default `"f32"`).
+   */
+  static fromConfig(config: Record<string, unknown>, opts: DecoderModelOptions = {}): DecoderModel {
     const c = parseConfig(config);
-    return new DecoderModel(c, FAMILIES.get(c.modelType)!);
+    return new DecoderModel(c, FAMILIES.get(c.modelType)!, opts);
   }
 }

@@ -24,6 +24,7 @@
  */
 import { ConfigError, ShapeError, StateError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
+import { HalfEmbedding, HalfLinear, type HalfDtype } from "../nn/half.js";
 import { Module } from "../nn/module.js";
 import { Container } from "../nn/containers.js";
 import { Embedding, LayerNorm } from "../nn/norm.js";
@@ -73,6 +74,27 @@ export interface DecoderForwardOptions {
   positionIds?: ArrayLike<number> | ArrayLike<number>[];
   /** Logits for every position (default) or only the last one of each row (`[batch, 1, vocab]`). */
   logits?: "all" | "last";
+}
+
+/**
+ * Storage dtype of a model's base weights: `"f32"`, or `"bf16"` / `"f16"` for half-precision dense layers, token
+ * embedding and head (norms, biases, learned positions and OPT's `project_in`/`project_out` stay f32).
+ */
+export type ModelDtype = "f32" | HalfDtype;
+
+/** Options of the {@link DecoderModel} constructor. */
+export interface DecoderModelOptions {
+  /** Storage dtype of the base weights (default `"f32"`); see {@link ModelDtype}. */
+  dtype?: ModelDtype;
+}
+
+/** Checks a `dtype` option, naming `what`. */
+export function checkModelDtype(dtype: unknown, what: string): ModelDtype {
+  if (dtype === undefined) return "f32";
+  if (dtype !== "f32" && dtype !== "bf16" && dtype !== "f16") {
+    throw new ConfigError("CONFIG_INVALID", `${what}: dtype must be "f32", "bf16" or "f16", got ${JSON.stringify(dtype)}`, { field: "dtype", value: dtype });
+  }
+  return dtype;
 }
 
 type DenseLayer = Module & { inFeatures: number; outFeatures: number };
@@ -215,7 +237,9 @@ export class DecoderModel extends Module {
   generationConfig: Record<string, unknown> = {};
   /** The base model (`model`, `model.decoder` or `transformer`). */
   readonly base: Module;
-  readonly lmHead: Linear;
+  readonly lmHead: Linear | HalfLinear;
+  /** Storage dtype of the base weights (see {@link ModelDtype}). */
+  readonly dtype: ModelDtype;
   #layers: Module[] = [];
   #slots: LayerSlots[] = [];
   #slotsGen = -1;
@@ -227,8 +251,18 @@ export class DecoderModel extends Module {
   #busy: string | null = null;
 
   /** Builds the module tree with zeroed weights (use `AutoModelForCausalLM.fromPretrained` to load a checkpoint). */
-  constructor(config: DecoderConfig, family: DecoderFamily) {
+  constructor(config: DecoderConfig, family: DecoderFamily, opts: DecoderModelOptions = {}) {
     super();
+    checkOptionsArgument(opts, "DecoderModel");
+    const dtype = checkModelDtype(opts.dtype, "DecoderModel");
+    if (dtype !== "f32" && family.linear === "conv1d") {
+      throw new ConfigError(
+        "MODEL_UNSUPPORTED",
+        `${config.modelType}: dtype "${dtype}" is not supported: its Conv1D layers store weights [in, out], and half-precision weights exist for Linear layers only; load it with dtype "f32"`,
+        { modelType: config.modelType, dtype },
+      );
+    }
+    this.dtype = dtype;
     // every tensor or none: a failed allocation frees the ones already made
     const rt = runtime();
     const tx = rt.beginTransaction();
@@ -244,13 +278,17 @@ export class DecoderModel extends Module {
       const has = (r: GlobalRole) => (family.has ? family.has(r, c) : true);
       const norm = (): Module => (family.norm === "rms" ? new RMSNorm(c.hiddenSize, c.normEps) : new LayerNorm(c.hiddenSize, { eps: c.normEps }));
       const dense = (inF: number, outF: number, bias: boolean): DenseLayer =>
-        family.linear === "conv1d" ? new Conv1D(outF, inF, { init: false }) : new Linear(inF, outF, { bias, init: false });
+        family.linear === "conv1d"
+          ? new Conv1D(outF, inF, { init: false })
+          : dtype !== "f32"
+            ? new HalfLinear(inF, outF, { bias, dtype })
+            : new Linear(inF, outF, { bias, init: false });
       for (const [role, name] of family.globals) {
         if (!has(role)) continue;
         let m: Module;
         switch (role) {
           case "embed":
-            m = new Embedding(c.vocabSize, c.wordEmbedProjDim, { init: false });
+            m = dtype !== "f32" ? new HalfEmbedding(c.vocabSize, c.wordEmbedProjDim, { dtype }) : new Embedding(c.vocabSize, c.wordEmbedProjDim, { init: false });
             break;
           case "pos":
             m = new Embedding(c.maxPositions + family.positionOffset, c.hiddenSize, { init: false });
@@ -285,10 +323,12 @@ export class DecoderModel extends Module {
         }
         this.#globals.set(role, parent.registerModule(name, m));
       }
-      const embed = this.#globals.get("embed") as Embedding;
+      const embed = this.#globals.get("embed")!;
       this.lmHead = this.registerModule(
         "lm_head",
-        new Linear(c.wordEmbedProjDim, c.vocabSize, { bias: false, init: false, ...(c.tieWordEmbeddings ? { weight: embed.weight } : {}) }),
+        embed instanceof HalfEmbedding
+          ? new HalfLinear(c.wordEmbedProjDim, c.vocabSize, { bias: false, dtype: embed.dtype, ...(c.tieWordEmbeddings ? { weightBits: embed.weight } : {}) })
+          : new Linear(c.wordEmbedProjDim, c.vocabSize, { bias: false, init: false, ...(c.tieWordEmbeddings ? { weight: (embed as Embedding).weight } : {}) }),
       );
       this.#rope = c.rope ? new RotaryEmbedding(c.rope, c.maxPositions) : null;
       const qkvOut = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
@@ -467,7 +507,17 @@ export class DecoderModel extends Module {
     const std = opts.std ?? (typeof raw === "number" ? raw : 0.02);
     const rng = new Rng(opts.seed ?? 0);
     const done = new Set<Parameter>();
+    const doneHalf = new Set<unknown>();
     for (const [, m] of this.namedModules()) {
+      // half weights first: a HalfLinear's weight, then its bias, draw in the order of a Linear's (so a half model
+      // holds exactly the rounded values of the f32 model initialized with the same seed)
+      for (const [, t] of m.namedOwnHalfTensors()) {
+        if (doneHalf.has(t)) continue;
+        doneHalf.add(t);
+        const v = new Float32Array(t.size);
+        for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
+        t.setFromF32(v);
+      }
       for (const [name, p] of m.namedOwnParameters()) {
         if (done.has(p)) continue;
         done.add(p);
@@ -596,11 +646,15 @@ export class DecoderModel extends Module {
     const posPtr = ws.i("pos").ptr;
 
     // embeddings
-    const embed = this.#global("embed") as Embedding;
+    const embed = this.#global("embed")!;
+    const embedInto = (dst: number) => {
+      if (embed instanceof HalfEmbedding) k.h16_embedding(embed.weight.ptr, idsPtr, dst, rows, E, embed.dtypeCode);
+      else k.f32_embedding((embed as Embedding).weight.ptr, idsPtr, dst, rows, E);
+    };
     if (E !== H) {
-      k.f32_embedding(embed.weight.ptr, idsPtr, ws.f("e"), rows, E);
+      embedInto(ws.f("e"));
       denseInto(rt, this.#global("projIn")!, ws.f("e"), h, rows, E, H);
-    } else k.f32_embedding(embed.weight.ptr, idsPtr, h, rows, H);
+    } else embedInto(h);
     if (fam.position === "learned") {
       const pe = this.#global("pos") as Embedding;
       k.f32_embedding_add(pe.weight.ptr, posPtr, h, rows, H);
@@ -760,7 +814,10 @@ export class DecoderModel extends Module {
     return this.#disposed;
   }
 
-  /** The weights by name (see {@link Module.stateDict}); `USE_AFTER_FREE` after {@link dispose}. */
+  /**
+   * The f32 weights by name (see {@link Module.stateDict}); `USE_AFTER_FREE` after {@link dispose}. A model loaded
+   * with a half `dtype` lists its half-precision weights in {@link halfStateDict} instead.
+   */
   override stateDict(): Record<string, Tensor> {
     this.#check();
     return super.stateDict();
@@ -779,11 +836,18 @@ export class DecoderModel extends Module {
     return saveModelToDir(this, dir, opts);
   }
 
-  /** Bytes of wasm memory held by the weights (tied tensors counted once). */
+  /** Bytes of wasm memory held by the weights: 4 per f32 value, 2 per half value (tied tensors counted once). */
   get weightBytes(): number {
     this.#check();
     let n = 0;
     for (const p of this.parameters()) n += p.size * 4;
+    for (const [, t] of this.namedHalfTensors()) n += t.size * 2;
     return n;
+  }
+
+  /** The half-precision weights by name (see {@link Module.halfStateDict}); `USE_AFTER_FREE` after {@link dispose}. */
+  override halfStateDict(): ReturnType<Module["halfStateDict"]> {
+    this.#check();
+    return super.halfStateDict();
   }
 }

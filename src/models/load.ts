@@ -3,7 +3,9 @@
  * `model_type`), `generation_config.json` when present, and `model.safetensors` or a sharded
  * `model.safetensors.index.json` — into a {@link DecoderModel}. Tensors are read one at a time through random
  * access (a local file handle, HTTP range requests, `Blob.slice`), converted from F32/F16/BF16 to f32 straight into
- * the weight's wasm buffer, so a shard is never held in memory whole. Every name and shape is checked against the
+ * the weight's wasm buffer, so a shard is never held in memory whole. With `dtype: "bf16"` / `"f16"` the dense
+ * layers, the token embedding and the head are kept half-precision: a tensor stored in that dtype is copied bit for
+ * bit, any other is rounded to nearest even (F32 directly, the other half dtype through its exact f32 value). Every name and shape is checked against the
  * file headers before any weight is read; missing, unexpected and mis-shaped tensors are named in the error.
  *
  * ```ts
@@ -15,9 +17,11 @@
 import { ConfigError, FormatError, ShapeError, ShiraError } from "../errors.js";
 import { LoadScope, type LoadSignalOptions, throwIfAborted } from "../io/abort.js";
 import { openSafetensors, type SafetensorsSource } from "../io/safetensors.js";
-import type { Tensor } from "../nn/tensor.js";
+import { Tensor } from "../nn/tensor.js";
+import type { HalfTensor } from "../nn/module.js";
+import { HalfWeight } from "../nn/half.js";
 import { minParameterCount, parseConfig, SUPPORTED_MODEL_TYPES, type DecoderConfig } from "./config.js";
-import { DecoderModel } from "./decoder.js";
+import { DecoderModel, checkModelDtype, type ModelDtype } from "./decoder.js";
 import { FAMILIES } from "./families/index.js";
 import { openCheckpoint, type CheckpointFiles, type CheckpointSource } from "./source.js";
 
@@ -40,6 +44,13 @@ export interface LoadProgress {
  */
 export interface FromPretrainedOptions extends LoadSignalOptions {
   onProgress?: (p: LoadProgress) => void;
+  /**
+   * Storage dtype of the base weights in wasm memory (default `"f32"`). `"bf16"` / `"f16"` keep every dense layer
+   * of the layers, the token embedding and the head (tied: one shared table) half-precision, in about half the
+   * memory; norms, biases, learned positions and OPT's `project_in`/`project_out` stay f32. Logits equal those of
+   * the f32 model holding the rounded weights bit for bit. GPT-2 (Conv1D layers) supports `"f32"` only.
+   */
+  dtype?: ModelDtype;
 }
 
 const INDEX_NAME = "model.safetensors.index.json";
@@ -138,7 +149,7 @@ async function openWeights(files: CheckpointFiles, signal?: AbortSignal): Promis
  * (`h.0.attn.c_attn.weight` for `transformer.h.0.attn.c_attn.weight`); old non-persistent buffers are skipped.
  */
 function planKeys(model: DecoderModel, keys: string[]): { plan: Map<string, string>; errors: string[] } {
-  const own = model.stateDict();
+  const own = modelTensors(model);
   const root = model.family.root;
   const tied = model.config.tieWordEmbeddings;
   // "", then the root's prefixes from the longest: `model.decoder.`, `model.` (the Hub's opt-125m omits `model.`)
@@ -170,9 +181,23 @@ function planKeys(model: DecoderModel, keys: string[]): { plan: Map<string, stri
   return { plan, errors };
 }
 
+/** Every weight of the model by name: the f32 tensors and the half-precision ones. */
+function modelTensors(model: DecoderModel): Record<string, Tensor | HalfTensor> {
+  return Object.assign(Object.create(null) as Record<string, Tensor | HalfTensor>, model.stateDict(), model.halfStateDict());
+}
+
+const HALF_STORED = { bf16: "BF16", f16: "F16" } as const;
+
+/** Fills a half weight from a checkpoint tensor: its raw bits when stored in the same dtype, else rounded from f32. */
+async function loadHalf(st: SafetensorsSource, key: string, w: HalfTensor): Promise<void> {
+  if (st.entry(key).dtype === HALF_STORED[w.dtype] && w instanceof HalfWeight) w.setBytes((await st.get(key)).bytes);
+  else w.setFromF32(await st.f32(key));
+}
+
 /** Loads a checkpoint into a new model (see the module comment and {@link FromPretrainedOptions}). */
 export async function loadDecoder(source: CheckpointSource, opts: FromPretrainedOptions = {}): Promise<DecoderModel> {
   if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `fromPretrained: opts must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
+  checkModelDtype(opts.dtype, "fromPretrained");
   if (typeof source !== "string" && (source === null || typeof source !== "object")) {
     throw new ConfigError("CONFIG_INVALID", `fromPretrained: source must be a folder path, a URL, a record or Map of files, or a list of Files; got ${source === null ? "null" : typeof source}`, {
       argument: "source",
@@ -207,10 +232,10 @@ async function load(source: CheckpointSource, opts: FromPretrainedOptions, signa
         { weights: need, fileElements },
       );
     }
-    model = new DecoderModel(config, family);
+    model = new DecoderModel(config, family, { dtype: opts.dtype ?? "f32" });
     model.generationConfig = generationConfig;
     const { plan, errors } = planKeys(model, [...keyFile.keys()]);
-    const own = model.stateDict();
+    const own = modelTensors(model);
     const misShaped: string[] = [];
     for (const [target, key] of plan) {
       const e = keyFile.get(key)!.st.entry(key);
@@ -232,8 +257,9 @@ async function load(source: CheckpointSource, opts: FromPretrainedOptions, signa
       keys.sort((a, b) => shard.st.entry(a[1]).dataOffsets[0] - shard.st.entry(b[1]).dataOffsets[0]);
       for (const [target, key] of keys) {
         throwIfAborted(signal);
-        const t: Tensor = own[target];
-        t.data.set(await shard.st.f32(key));
+        const t = own[target];
+        if (t instanceof Tensor) t.data.set(await shard.st.f32(key));
+        else await loadHalf(shard.st, key, t);
         loadedBytes += shard.st.entry(key).byteLength;
         loadedTensors++;
         opts.onProgress?.({ file: shard.file, loadedBytes, totalBytes, loadedTensors, totalTensors: plan.size });

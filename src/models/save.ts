@@ -14,9 +14,15 @@ import { writeSafetensors, type TensorInput } from "../io/safetensors.js";
 import type { DecoderModel } from "./decoder.js";
 
 export interface SaveModelOptions {
-  /** Stored dtype of the weights (default `"F32"`); F16/BF16 round to nearest even. */
+  /**
+   * Stored dtype of the weights (default: the model's own, `"F32"`, or `"BF16"` / `"F16"` for a model loaded with a
+   * half `dtype`); F16/BF16 round f32 values to nearest even. Half-precision weights saved in their own dtype are
+   * written bit for bit (no f32 round trip).
+   */
   dtype?: "F32" | "F16" | "BF16";
 }
+
+const STORED = { f32: "F32", bf16: "BF16", f16: "F16" } as const;
 
 const TORCH_DTYPE = { F32: "float32", F16: "float16", BF16: "bfloat16" } as const;
 
@@ -33,10 +39,11 @@ function snake(s: string): string {
  * first (`mergeAndUnload()`), or save the adapter with its own `savePretrained`.
  */
 export function saveModelFiles(model: DecoderModel, opts: SaveModelOptions = {}): Record<string, string | Uint8Array> {
-  const dtype = opts.dtype ?? "F32";
+  const dtype = opts.dtype ?? STORED[model.dtype];
   if (!(dtype in TORCH_DTYPE)) throw new ConfigError("CONFIG_INVALID", `saveModelFiles: dtype must be F32, F16 or BF16, got ${JSON.stringify(dtype)}`, { field: "dtype", value: dtype });
   const sd = model.stateDict();
-  const bad = Object.keys(sd).filter((k) => ADAPTER_KEY.test(k));
+  const half = model.halfStateDict();
+  const bad = [...Object.keys(sd), ...Object.keys(half)].filter((k) => ADAPTER_KEY.test(k));
   if (bad.length) {
     throw new StateError("ADAPTER_STATE", `saveModelFiles: adapter layers are injected (${bad.slice(0, 3).join(", ")}${bad.length > 3 ? ", …" : ""}); merge and unload them first`, { tensor: bad[0] });
   }
@@ -45,6 +52,11 @@ export function saveModelFiles(model: DecoderModel, opts: SaveModelOptions = {})
   for (const [name, t] of Object.entries(sd)) {
     if (c.tieWordEmbeddings && name === "lm_head.weight") continue;
     tensors.set(name, { dtype, shape: t.shape, data: t.data.slice() });
+  }
+  for (const [name, t] of Object.entries(half)) {
+    if (c.tieWordEmbeddings && name === "lm_head.weight") continue;
+    // the same dtype: the bits as they are; otherwise the exact f32 values, rounded by the writer
+    tensors.set(name, { dtype, shape: [...t.shape], data: dtype === STORED[t.dtype] ? t.view().slice() : t.toFloat32() });
   }
   const config: Record<string, unknown> = { ...c.raw, architectures: [model.family.architecture], model_type: c.modelType, torch_dtype: TORCH_DTYPE[dtype] };
   const gen: Record<string, unknown> = {};

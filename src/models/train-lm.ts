@@ -15,6 +15,11 @@
  * gradients come from the masked matmul (O(tokens·nnz)) and frozen weights get no gradient. Norms, RoPE, attention,
  * activations, embeddings and the loss are wasm kernels (`assembly/backward.ts`).
  *
+ * A half-precision base (`fromPretrained(src, { dtype: "bf16" })`) trains adapters, norms and biases the same way:
+ * the token embedding is read through `h16_embedding`, `HalfLinear.backward` gives dL/dx only, and the half weights
+ * themselves get no gradient. Asking for one (`requiresGrad` on a half weight) is a `ConfigError` (`MODEL_UNSUPPORTED`):
+ * training the base weights needs an f32 model.
+ *
  * ```ts
  * const batch = { inputIds, batchSize: 8, seqLength: 128 };         // Int32Array of 8·128 ids
  * model.train();
@@ -22,7 +27,8 @@
  * ```
  * Usually called through `train(model, packSequences(docs, { seqLength }), opts)`.
  */
-import { ShapeError, StateError } from "../errors.js";
+import { ConfigError, ShapeError, StateError } from "../errors.js";
+import { HalfEmbedding } from "../nn/half.js";
 import { Module } from "../nn/module.js";
 import { LayerNorm } from "../nn/norm.js";
 import { Tensor, type Parameter } from "../nn/tensor.js";
@@ -148,6 +154,17 @@ export function causalLmStep(model: DecoderModel, batch: CausalLmBatch, opts: Ca
   const backward = opts.backward ?? false;
   if (backward && !model.training) throw new StateError("ADAPTER_STATE", "causalLmStep: backward needs training mode (call model.train() first)");
 
+  if (backward) {
+    const asked = model.namedHalfTensors().filter(([, t]) => t.requiresGrad);
+    if (asked.length) {
+      throw new ConfigError(
+        "MODEL_UNSUPPORTED",
+        `causalLmStep: ${asked[0][0]}${asked.length > 1 ? ` (and ${asked.length - 1} more)` : ""} is a ${asked[0][1].dtype} weight marked trainable, but half-precision weights are frozen; ` +
+          `load the model with dtype "f32" to train its weights, or train an adapter (getPeftModel) on the half base`,
+        { tensor: asked[0][0], dtype: asked[0][1].dtype },
+      );
+    }
+  }
   const fam = model.family;
   const parts = model.trainingParts();
   // shifted labels: row (b, t) is scored against the token at t + 1
@@ -220,11 +237,13 @@ export function causalLmStep(model: DecoderModel, batch: CausalLmBatch, opts: Ca
     const scratch = T_([Math.max(k.f32_attention_scratch(T, T, hd), backward ? k.f32_attention_backward_scratch(T, T, hd) : 0)]);
 
     // ---- embeddings
-    const embed = parts.global("embed") as Module & { weight: Parameter };
+    const embed = parts.global("embed")!;
+    const embedF32 = embed instanceof HalfEmbedding ? null : (embed as Module & { weight: Parameter });
     const projIn = E !== H ? (parts.global("projIn") as Dense) : null;
     const posEmb = fam.position === "learned" ? (parts.global("pos") as Module & { weight: Parameter }) : null;
     const e = T_([rows, E]);
-    k.f32_embedding(embed.weight.ptr, idsBuf.ptr, e.ptr, rows, E);
+    if (embed instanceof HalfEmbedding) embed.forwardInto(idsBuf.ptr, e.ptr, rows);
+    else k.f32_embedding(embedF32!.weight.ptr, idsBuf.ptr, e.ptr, rows, E);
     let h: Tensor;
     if (projIn) {
       h = projIn.forward(e);
@@ -466,7 +485,8 @@ export function causalLmStep(model: DecoderModel, batch: CausalLmBatch, opts: Ca
     if (posEmb && posEmb.weight.requiresGrad) k.f32_embedding_backward(gh.ptr, posBuf.ptr, posEmb.weight.ensureGrad().ptr, rows, H);
     let ge = gh;
     if (projIn) ge = track(projIn.backward(gh));
-    if (embed.weight.requiresGrad) k.f32_embedding_backward(ge.ptr, idsBuf.ptr, embed.weight.ensureGrad().ptr, rows, E);
+    // a half table is frozen (checked above): no gradient
+    if (embedF32 && embedF32.weight.requiresGrad) k.f32_embedding_backward(ge.ptr, idsBuf.ptr, embedF32.weight.ensureGrad().ptr, rows, E);
     return result;
   } finally {
     cache.dispose();

@@ -1,7 +1,9 @@
 export { Tensor, Parameter, numel, isTensorLike, expectShape } from "./tensor.js";
 export type { TensorLike } from "./tensor.js";
 export { Module } from "./module.js";
-export type { StateDictSource, LoadStateDictOptions, LoadStateDictResult } from "./module.js";
+export type { StateDictSource, LoadStateDictOptions, LoadStateDictResult, HalfTensor } from "./module.js";
+export { HalfLinear, HalfEmbedding, HalfWeight, halfDtypeCode } from "./half.js";
+export type { HalfDtype, HalfLinearOptions, HalfEmbeddingOptions } from "./half.js";
 export { Linear } from "./linear.js";
 export type { LinearOptions } from "./linear.js";
 export { Conv1D, isDenseLayer, isFanInFanOut } from "./conv1d.js";

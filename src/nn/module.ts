@@ -22,6 +22,27 @@ export type StateDictSource =
   | Record<string, TensorLike>
   | { names(): string[]; f32(name: string): Float32Array; entry?(name: string): { shape: readonly number[] } };
 
+/**
+ * A half-precision tensor a module holds besides its f32 parameters (`HalfWeight` in `nn/half.ts`: BF16 or F16 bit
+ * patterns in wasm memory, frozen unless `requiresGrad` is set). Registered with {@link Module.registerHalfTensor},
+ * listed by {@link Module.halfStateDict} under its PyTorch name, freed by {@link Module.free}.
+ */
+export interface HalfTensor {
+  readonly dtype: "bf16" | "f16";
+  readonly shape: readonly number[];
+  readonly size: number;
+  readonly freed: boolean;
+  /** Whether training may update it (default false; training code refuses half tensors that ask for it). */
+  requiresGrad: boolean;
+  /** The u16 bit patterns (a fresh view on wasm memory). */
+  view(): Uint16Array;
+  /** A widened f32 copy. */
+  toFloat32(): Float32Array;
+  /** Sets every value from f32 (rounded to nearest even). */
+  setFromF32(values: ArrayLike<number>): void;
+  free(): void;
+}
+
 export interface LoadStateDictOptions {
   /** Require the keys to match exactly (default true). */
   strict?: boolean;
@@ -44,6 +65,7 @@ export abstract class Module {
   #modules = new Map<string, Module>();
   #params = new Map<string, Parameter | null>();
   #buffers = new Map<string, Tensor>();
+  #halves = new Map<string, HalfTensor>();
 
   /** Runs the module. */
   abstract forward(x: Tensor): Tensor;
@@ -94,6 +116,46 @@ export abstract class Module {
   registerBuffer(name: string, t: Tensor): Tensor {
     this.#buffers.set(name, t);
     return t;
+  }
+
+  /**
+   * Registers a half-precision tensor (`HalfLinear.weight`, `HalfEmbedding.weight`); returns it. It is not a
+   * {@link Parameter}: {@link stateDict} and {@link parameters} leave it out, {@link halfStateDict} and
+   * {@link namedHalfTensors} list it, {@link free} frees it, {@link loadStateDict} rounds f32 values into it.
+   */
+  registerHalfTensor<H extends HalfTensor>(name: string, t: H): H {
+    this.#halves.set(name, t);
+    return t;
+  }
+
+  /** Own half-precision tensors, in registration order. */
+  namedOwnHalfTensors(): [string, HalfTensor][] {
+    return [...this.#halves.entries()];
+  }
+
+  /** Every half-precision tensor of the tree with its dotted name, each once (a tied head's shared table is listed under its first name). */
+  namedHalfTensors(): [string, HalfTensor][] {
+    const out: [string, HalfTensor][] = [];
+    const seen = new Set<HalfTensor>();
+    for (const [mn, m] of this.namedModules()) {
+      for (const [n, t] of m.#halves) {
+        if (seen.has(t)) continue;
+        seen.add(t);
+        out.push([mn ? `${mn}.${n}` : n, t]);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * The half-precision tensors by name, the complement of {@link stateDict} (which lists only f32 tensors): together
+   * they name every weight of the model (`{ ...m.stateDict(), ...m.halfStateDict() }`). Shared tensors appear under
+   * every name, as in `stateDict`.
+   */
+  halfStateDict(): Record<string, HalfTensor> {
+    const out = Object.create(null) as Record<string, HalfTensor>;
+    for (const [mn, m] of this.namedModules()) for (const [n, t] of m.#halves) out[mn ? `${mn}.${n}` : n] = t;
+    return out;
   }
 
   /** Direct children in registration order. */
@@ -149,6 +211,7 @@ export abstract class Module {
   /**
    * The named tensors that make up the model (parameters and buffers), like PyTorch's `state_dict()`. Live tensors,
    * not copies. The record has no prototype, so names such as `constructor` or `__proto__` are ordinary keys.
+   * Half-precision tensors (`HalfLinear`, `HalfEmbedding`) are not in it: see {@link halfStateDict}.
    */
   stateDict(): Record<string, Tensor> {
     const out = Object.create(null) as Record<string, Tensor>;
@@ -168,7 +231,7 @@ export abstract class Module {
    * ```
    */
   loadStateDict(source: StateDictSource, opts: LoadStateDictOptions = {}): LoadStateDictResult {
-    const own = this.stateDict();
+    const own = this.#allTensors();
     const entries = stateDictEntries(source);
     const result = this.#check(entries, own, opts.strict ?? true);
     // Convert everything first (a conversion error must not leave the model half-loaded).
@@ -179,11 +242,16 @@ export abstract class Module {
         throw new ShapeError("SHAPE_MISMATCH", `loadStateDict: "${k}" holds ${v?.length ?? typeof v} values for shape [${own[k].shape.join(", ")}]`, { tensor: k });
       }
     }
-    for (const [k, v] of values) own[k].data.set(v);
+    for (const [k, v] of values) setValues(own[k], v);
     return result;
   }
 
-  #check(entries: Map<string, Entry>, own: Record<string, Tensor>, strict: boolean): LoadStateDictResult {
+  /** {@link stateDict} and {@link halfStateDict} in one record (names and shapes for loading). */
+  #allTensors(): Record<string, Tensor | HalfTensor> {
+    return Object.assign(Object.create(null) as Record<string, Tensor | HalfTensor>, this.stateDict(), this.halfStateDict());
+  }
+
+  #check(entries: Map<string, Entry>, own: Record<string, { readonly shape: readonly number[] }>, strict: boolean): LoadStateDictResult {
     const names = [...entries.keys()];
     const missing = Object.keys(own).filter((k) => !entries.has(k));
     const unexpected = names.filter((k) => !Object.hasOwn(own, k));
@@ -222,9 +290,9 @@ export abstract class Module {
       const shape = source.entry(k).shape;
       shapesOnly.set(k, { shape, data: { length: numel(shape) } as ArrayLike<number> });
     }
-    const own = this.stateDict();
+    const own = this.#allTensors();
     const result = this.#check(stateDictEntries(shapesOnly), own, opts.strict ?? true);
-    for (const k of source.names()) if (Object.hasOwn(own, k)) own[k].data.set(await source.f32(k));
+    for (const k of source.names()) if (Object.hasOwn(own, k)) setValues(own[k], await source.f32(k));
     return result;
   }
 
@@ -293,6 +361,7 @@ export abstract class Module {
     for (const [, m] of this.namedModules()) if (m !== this && m.free !== Module.prototype.free) m.free();
     for (const p of this.parameters()) p.free();
     for (const [, b] of this.namedBuffers()) b.free();
+    for (const [, t] of this.namedHalfTensors()) t.free();
   }
 
   /**
@@ -307,16 +376,25 @@ export abstract class Module {
   protected copyStateFrom(src: Module): this {
     const mine = this.stateDict();
     for (const [k, t] of Object.entries(src.stateDict())) if (Object.hasOwn(mine, k)) mine[k].data.set(t.data);
+    const halves = this.halfStateDict();
+    for (const [k, t] of Object.entries(src.halfStateDict())) if (Object.hasOwn(halves, k) && halves[k] !== t && halves[k].dtype === t.dtype) halves[k].view().set(t.view());
     this.training = src.training;
     return this;
   }
 
-  /** Number of parameter elements. */
+  /** Number of parameter elements (half-precision tensors included, counted once). */
   numParameters(onlyTrainable = false): number {
     let n = 0;
     for (const p of this.parameters()) if (!onlyTrainable || p.requiresGrad) n += p.size;
+    for (const [, t] of this.namedHalfTensors()) if (!onlyTrainable || t.requiresGrad) n += t.size;
     return n;
   }
+}
+
+/** Writes f32 values into an f32 tensor, or rounds them into a half one. */
+function setValues(t: Tensor | HalfTensor, v: ArrayLike<number>): void {
+  if (t instanceof Tensor) t.data.set(v);
+  else t.setFromF32(v);
 }
 
 interface Entry {

@@ -28,17 +28,98 @@
  * order, so the base is bit-identical after any number of switches (PEFT's `W -= delta` drifts; this does not).
  * Switching from one fused adapter to another is a single sweep over both position lists in address order
  * (`f32_switch_merge`, see `assembly/switch.ts`) with the same result as restoring and fusing again.
+ *
+ * Half-precision base (issue #13): the wrapped layer may also be a {@link HalfLinear} (a frozen `[out, in]` weight
+ * of BF16 / F16 bits). The adapter values stay f32 (PEFT's `autocast_adapter_dtype=True`). Then:
+ *
+ * ```
+ *   saved    u16[nnz]   the exact half bits at the adapter's positions (kept in an F32Buffer of ⌈nnz/8⌉·4 words:
+ *                       2·nnz bytes padded to 16), so every restore is bit-identical
+ *   fused    W[p] = half(f32(widen(base[p])) + f32(v · coef))   (h16_gather_scatter_add / h16_switch_merge:
+ *                       torch's rule for PEFT's `weight.data += delta` on a bf16 / f16 weight)
+ * ```
+ *
+ * Several fused adapters are applied in order and each rounds to half after its add, as PEFT's merge of several
+ * adapters into a bf16 weight does (one `+=` per adapter). The unfused forward is `HalfLinear.forwardInto` plus the
+ * f32 sparse products (PEFT's unfused path computes the adapter in its own dtype, f32); the backward's dL/dx runs
+ * through the live half weight with `h16_gemm_nn`. {@link ShiraLinear.baseWeight} widens to f32.
  */
-import { ShapeError, StateError } from "../errors.js";
-import { isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
+import { ConfigError, ShapeError, StateError } from "../errors.js";
+import { isDenseLayer, isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
+import { HalfLinear } from "../nn/half.js";
 import { Module } from "../nn/module.js";
 import { defaultRng } from "../nn/random.js";
 import { Parameter, Tensor, assertLive } from "../nn/tensor.js";
 import { F32Buffer, runtime, type I32Buffer } from "../runtime/runtime.js";
 
-/** An f32 buffer for gathered base values (not zero-filled: the gather writes every element). */
-function savedBuffer(n: number): F32Buffer {
-  return runtime().allocF32Uninit(n, "saved base values");
+/** A layer SHiRA / LoRA can wrap: a `Linear`, a GPT-2 `Conv1D`, or a frozen half-precision {@link HalfLinear}. */
+export type AdaptableLayer = DenseLayer | HalfLinear;
+
+/** Whether `m` is a layer SHiRA / LoRA can adapt (`Linear`, `Conv1D` or `HalfLinear`). */
+export function isAdaptableLayer(m: unknown): m is AdaptableLayer {
+  return isDenseLayer(m) || m instanceof HalfLinear;
+}
+
+/** Whether an adaptable layer stores its weight `[in, out]` (a Conv1D; a HalfLinear is `[out, in]`). */
+export function fanInFanOutOf(m: AdaptableLayer): boolean {
+  return !(m instanceof HalfLinear) && isFanInFanOut(m);
+}
+
+/**
+ * Words of the buffer holding `n` gathered base values: `n` f32 values, or for a half weight `n` u16 bit patterns
+ * (2·n bytes, padded to 16 bytes).
+ */
+function savedWords(n: number, half: boolean): number {
+  return half ? Math.ceil(n / 8) * 4 : n;
+}
+
+/** A buffer for gathered base values (not zero-filled: the gather writes every element). */
+function savedBuffer(n: number, half: boolean): F32Buffer {
+  return runtime().allocF32Uninit(savedWords(n, half), half ? "saved base bits (u16)" : "saved base values");
+}
+
+/** The first `n` u16 bit patterns of a saved-bits buffer (a view; do not keep it across allocations). */
+export function savedBits(b: F32Buffer, n: number): Uint16Array {
+  return new Uint16Array(runtime().memory.buffer, b.ptr, n);
+}
+
+const cvt = new DataView(new ArrayBuffer(4));
+
+/** The f32 value of BF16 (`dtype` 0) or F16 (`dtype` 1) bits (exact). @internal */
+export function halfToF32(h: number, dtype: 0 | 1): number {
+  if (dtype === 0) {
+    cvt.setUint32(0, (h & 0xffff) << 16);
+    return cvt.getFloat32(0);
+  }
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 31) return m ? NaN : sign * Infinity;
+  return sign * (1024 + m) * 2 ** (e - 25);
+}
+
+/** f32 `x` rounded to BF16 / F16 bits (nearest even, overflow to ±inf, NaN -> quiet NaN), as `f32_to_h16`. @internal */
+export function f32ToHalf(x: number, dtype: 0 | 1): number {
+  cvt.setFloat32(0, x);
+  const u = cvt.getUint32(0);
+  const sign = (u >>> 16) & 0x8000;
+  const a = u & 0x7fffffff;
+  if (a > 0x7f800000) return dtype === 0 ? sign | 0x7fc0 : sign | 0x7e00;
+  if (dtype === 0) return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+  if (a >= 0x477ff000) return sign | 0x7c00; // |x| >= 65520 (or inf): rounds to inf
+  if (a < 0x38800000) {
+    // below 2^-14: a multiple of 2^-24 (subnormal; 0x400 is the smallest normal, encoded alike)
+    const q = Math.abs(Math.fround(x)) * 2 ** 24;
+    let r = Math.floor(q);
+    const f = q - r;
+    if (f > 0.5 || (f === 0.5 && r & 1)) r++;
+    return sign | r;
+  }
+  let h = ((((a >>> 23) - 112) << 10) | ((a >>> 13) & 0x3ff)) >>> 0;
+  const rest = a & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++;
+  return sign | h;
 }
 
 /** One adapter's sparse delta on one layer. */
@@ -56,7 +137,10 @@ export class ShiraAdapterWeights {
   readonly weight: Parameter;
   /** PEFT's `scaling[adapter]` (default 1.0). */
   scaling = 1;
-  /** Base values gathered at `indices` while fused (null when not fused). @internal */
+  /**
+   * Base values gathered at `indices` while fused (null when not fused): f32 values, or on a half-precision base the
+   * u16 bits (see {@link savedBits}). @internal
+   */
   saved: F32Buffer | null = null;
   readonly outFeatures: number;
   readonly inFeatures: number;
@@ -183,9 +267,16 @@ export interface FusedEntry {
   coef: number;
 }
 
-export class ShiraLinear extends Module {
+/**
+ * The type argument is the wrapped layer's type: `ShiraLinear` alone means a `Linear` / `Conv1D` base (what code
+ * written before half-precision bases expects); a layer over a half weight is a `ShiraLinear<HalfLinear>` (check
+ * {@link ShiraLinear.half}).
+ */
+export class ShiraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
   /** The wrapped layer (PEFT's `base_layer`); its weight is the live (possibly fused) weight. */
-  readonly baseLayer: DenseLayer;
+  readonly baseLayer: B;
+  /** The wrapped layer when it is a half-precision {@link HalfLinear} (u16 weight bits), else null. */
+  readonly half: HalfLinear | null;
   readonly inFeatures: number;
   readonly outFeatures: number;
   /** The base weight is stored `[in, out]` (a GPT-2 `Conv1D`; PEFT's `fan_in_fan_out`). */
@@ -203,13 +294,37 @@ export class ShiraLinear extends Module {
   /** Scratch of the sparse forward kernel for {@link forwardInto}, kept between calls (grown, never per call). */
   #scratch: F32Buffer | null = null;
 
-  constructor(baseLayer: DenseLayer) {
+  constructor(baseLayer: B) {
     super();
-    this.baseLayer = this.registerModule("base_layer", baseLayer);
+    this.baseLayer = this.registerModule("base_layer", baseLayer) as B;
     this.registerModule("shira_weight", this.#shiraWeight);
     this.inFeatures = baseLayer.inFeatures;
     this.outFeatures = baseLayer.outFeatures;
-    this.fanInFanOut = isFanInFanOut(baseLayer);
+    this.fanInFanOut = fanInFanOutOf(baseLayer);
+    this.half = baseLayer instanceof HalfLinear ? baseLayer : null;
+  }
+
+  /** Byte offset of the live weight: f32 values, or the u16 bits of a half base. */
+  get #w(): number {
+    return this.half ? this.half.weightPtr : (this.baseLayer as DenseLayer).weight.ptr;
+  }
+
+  /** Words of the saved-values buffer for `n` positions (see {@link savedBuffer}). */
+  #savedWords(n: number): number {
+    return savedWords(n, this.half !== null);
+  }
+
+  /** `W[idx] = saved + f32(v * coef)` for a fused adapter whose base values are kept in `a.saved`. */
+  #resetFused(a: ShiraAdapterWeights, coef: number): void {
+    const k = runtime().k;
+    const h = this.half;
+    if (!h) {
+      k.f32_scatter_set_add(this.#w, a.indices.ptr, a.saved!.ptr, a.weight.ptr, coef, a.nnz);
+      return;
+    }
+    // restore the bits, then gather (the same bits again) and add: half(widen(saved) + f32(v * coef))
+    k.h16_scatter_set(h.weightPtr, a.indices.ptr, a.saved!.ptr, a.nnz);
+    k.h16_gather_scatter_add(h.weightPtr, a.indices.ptr, a.saved!.ptr, a.weight.ptr, coef, a.nnz, h.dtypeCode);
   }
 
   /**
@@ -230,14 +345,14 @@ export class ShiraLinear extends Module {
    * any layer: the model builds every layer's adapter first, then attaches them all ({@link attachAdapter}), so that
    * a failed allocation changes no layer.
    */
-  static buildAdapter(base: DenseLayer, r: number, flat: Int32Array, values?: ArrayLike<number>, initWeights = true): ShiraAdapterWeights {
+  static buildAdapter(base: AdaptableLayer, r: number, flat: Int32Array, values?: ArrayLike<number>, initWeights = true): ShiraAdapterWeights {
     let v: Float32Array;
     if (values) v = values instanceof Float32Array ? values : Float32Array.from(values);
     else {
       v = new Float32Array(flat.length);
       if (!initWeights) for (let i = 0; i < v.length; i++) v[i] = defaultRng.normal();
     }
-    const fanInFanOut = isFanInFanOut(base);
+    const fanInFanOut = fanInFanOutOf(base);
     const stored = ShiraAdapterWeights.toStored(flat, v, base.outFeatures, base.inFeatures, fanInFanOut);
     return new ShiraAdapterWeights(r, stored.flat, stored.values, base.outFeatures, base.inFeatures, fanInFanOut);
   }
@@ -319,7 +434,7 @@ export class ShiraLinear extends Module {
       const out = new Map<string, F32Buffer>();
       for (const e of entries) {
         const a = this.adapters.get(e.name);
-        if (a && !out.has(e.name)) out.set(e.name, savedBuffer(a.nnz));
+        if (a && !out.has(e.name)) out.set(e.name, savedBuffer(a.nnz, this.half !== null));
       }
       return out;
     });
@@ -342,9 +457,9 @@ export class ShiraLinear extends Module {
           throw new StateError("ADAPTER_STATE", `adapter "${e.name}" is already fused on this layer`, { adapter: e.name });
         }
         let b = bufs.get(e.name);
-        if (!b || b.freed || b.length !== a.nnz) {
+        if (!b || b.freed || b.length !== this.#savedWords(a.nnz)) {
           b?.free();
-          b = savedBuffer(a.nnz);
+          b = savedBuffer(a.nnz, this.half !== null);
           bufs.set(e.name, b);
         }
         todo.push([e, a, b]);
@@ -356,11 +471,14 @@ export class ShiraLinear extends Module {
     const used = new Set(todo.map(([, , b]) => b));
     for (const b of bufs.values()) if (!used.has(b)) b.free();
     const k = runtime().k;
-    const w = this.baseLayer.weight.ptr;
+    const w = this.#w;
+    const h = this.half;
     for (const [e, a, b] of todo) {
       a.saved = b;
-      // gather + scatter-add in one sweep: saved = W[idx]; W[idx] = saved + f32(v * coef)
-      k.f32_gather_scatter_add(w, a.indices.ptr, a.saved.ptr, a.weight.ptr, Math.fround(e.coef), a.nnz);
+      // gather + scatter-add in one sweep: saved = W[idx]; W[idx] = saved + f32(v * coef) (half: rounded to half,
+      // each fused adapter in turn, as PEFT's successive `+=` on a bf16 weight)
+      if (h) k.h16_gather_scatter_add(w, a.indices.ptr, a.saved.ptr, a.weight.ptr, Math.fround(e.coef), a.nnz, h.dtypeCode);
+      else k.f32_gather_scatter_add(w, a.indices.ptr, a.saved.ptr, a.weight.ptr, Math.fround(e.coef), a.nnz);
       this.#fused.push({ name: e.name, coef: Math.fround(e.coef) });
     }
   }
@@ -373,7 +491,7 @@ export class ShiraLinear extends Module {
   prepareSwitch(next: string): F32Buffer | null {
     const a = this.adapters.get(next);
     if (!a || (this.#fused.length === 1 && this.#fused[0].name === next)) return null;
-    return savedBuffer(a.nnz);
+    return savedBuffer(a.nnz, this.half !== null);
   }
 
   /**
@@ -403,24 +521,28 @@ export class ShiraLinear extends Module {
       return;
     }
     const k = runtime().k;
-    const w = this.baseLayer.weight.ptr;
+    const w = this.#w;
+    const h = this.half;
     const b = nextAdapter;
     const coef = Math.fround(next.coef);
     if (cur && cur.name === next.name) {
       buf?.free();
-      k.f32_scatter_set_add(w, b.indices.ptr, b.saved!.ptr, b.weight.ptr, coef, b.nnz);
+      this.#resetFused(b, coef);
       this.#fused = [{ name: next.name, coef }];
       return;
     }
-    if (!buf || buf.length !== b.nnz) {
+    if (!buf || buf.length !== this.#savedWords(b.nnz)) {
       buf?.free();
       throw new StateError("ADAPTER_STATE", `switchFused: no buffer of ${b.nnz} values prepared for adapter "${next.name}"`);
     }
     if (cur) {
       const a = this.adapters.get(cur.name)!;
-      k.f32_switch_merge(w, a.indices.ptr, a.saved!.ptr, a.nnz, b.indices.ptr, buf.ptr, b.weight.ptr, coef, b.nnz);
+      if (h) k.h16_switch_merge(w, a.indices.ptr, a.saved!.ptr, a.nnz, b.indices.ptr, buf.ptr, b.weight.ptr, coef, b.nnz, h.dtypeCode);
+      else k.f32_switch_merge(w, a.indices.ptr, a.saved!.ptr, a.nnz, b.indices.ptr, buf.ptr, b.weight.ptr, coef, b.nnz);
       a.saved!.free();
       a.saved = null;
+    } else if (h) {
+      k.h16_gather_scatter_add(w, b.indices.ptr, buf.ptr, b.weight.ptr, coef, b.nnz, h.dtypeCode);
     } else {
       k.f32_gather_scatter_add(w, b.indices.ptr, buf.ptr, b.weight.ptr, coef, b.nnz);
     }
@@ -446,10 +568,11 @@ export class ShiraLinear extends Module {
   /** Writes back the gathered base values in reverse fusion order: the live weight is the base again, bit for bit. */
   restoreBase(): void {
     const k = runtime().k;
-    const w = this.baseLayer.weight.ptr;
+    const w = this.#w;
     for (let i = this.#fused.length - 1; i >= 0; i--) {
       const a = this.adapters.get(this.#fused[i].name)!;
-      k.f32_scatter_set(w, a.indices.ptr, a.saved!.ptr, a.nnz);
+      if (this.half) k.h16_scatter_set(w, a.indices.ptr, a.saved!.ptr, a.nnz);
+      else k.f32_scatter_set(w, a.indices.ptr, a.saved!.ptr, a.nnz);
       a.saved!.free();
       a.saved = null;
     }
@@ -464,8 +587,7 @@ export class ShiraLinear extends Module {
     if (this.#fused.length === 0) return;
     if (this.#fused.length === 1) {
       const e = this.#fused[0];
-      const a = this.adapters.get(e.name)!;
-      runtime().k.f32_scatter_set_add(this.baseLayer.weight.ptr, a.indices.ptr, a.saved!.ptr, a.weight.ptr, e.coef, a.nnz);
+      this.#resetFused(this.adapters.get(e.name)!, e.coef);
       return;
     }
     const entries = this.#fused.slice();
@@ -476,18 +598,43 @@ export class ShiraLinear extends Module {
 
   /**
    * A copy of the base weight without any fused adapter, in the stored layout: `[out, in]` for a Linear, `[in, out]`
-   * for a Conv1D (fan_in_fan_out).
+   * for a Conv1D (fan_in_fan_out); a half base is widened to f32 (exact).
    */
   baseWeight(): Float32Array {
-    const w = this.baseLayer.weight.toArray();
+    const w = this.liveWeightF32();
     // the first fused adapter to touch a position holds its base value: write in reverse so it wins
     for (let i = this.#fused.length - 1; i >= 0; i--) {
       const a = this.adapters.get(this.#fused[i].name)!;
       const idx = a.indices.view;
-      const saved = a.saved!.view;
+      const saved = this.savedValues(a);
       for (let j = 0; j < a.nnz; j++) w[idx[j]] = saved[j];
     }
     return w;
+  }
+
+  /** A copy of the live (possibly fused) weight as f32, in the stored layout (a half base is widened). */
+  liveWeightF32(): Float32Array {
+    return this.half ? this.half.weightF32() : (this.baseLayer as DenseLayer).weight.toArray();
+  }
+
+  /** The base values kept for a fused adapter as f32 (a copy; widened from the saved bits on a half base). @internal */
+  savedValues(a: ShiraAdapterWeights): Float32Array {
+    if (!a.saved) throw new StateError("ADAPTER_STATE", "savedValues: the adapter is not fused on this layer");
+    if (!this.half) return a.saved.toArray();
+    const bits = savedBits(a.saved, a.nnz);
+    const dt = this.half.dtypeCode;
+    return Float32Array.from(bits, (h) => halfToF32(h, dt));
+  }
+
+  /**
+   * The value the live weight holds after adding `delta` to `cur` at one position: `f32(cur + delta)`, or on a half
+   * base that sum rounded to the half dtype (for finiteness checks before a merge). @internal
+   */
+  storedSum(cur: number, delta: number): number {
+    const s = Math.fround(cur + delta);
+    if (!this.half) return s;
+    const dt = this.half.dtypeCode;
+    return halfToF32(f32ToHalf(s, dt), dt);
   }
 
   /**
@@ -610,15 +757,22 @@ export class ShiraLinear extends Module {
         scratch?.free();
       }
     }
-    if (base.weight.requiresGrad) {
-      if (t) k.f32_gemm_tn(x.ptr, gy.ptr, base.weight.ensureGrad().ptr, B, K, N, 1);
-      else k.f32_gemm_tn(gy.ptr, x.ptr, base.weight.ensureGrad().ptr, B, N, K, 1);
+    const h = this.half;
+    if (h && h.weightBits.requiresGrad) {
+      throw new ConfigError("MODEL_UNSUPPORTED", `ShiraLinear.backward: the ${h.dtype} base weight asks for a gradient, but half-precision weights are frozen (train the adapter, or load the model as f32)`, { dtype: h.dtype });
+    }
+    const dense = h ? null : (base as DenseLayer);
+    // a half weight is frozen (no gradient)
+    if (dense && dense.weight.requiresGrad) {
+      if (t) k.f32_gemm_tn(x.ptr, gy.ptr, dense.weight.ensureGrad().ptr, B, K, N, 1);
+      else k.f32_gemm_tn(gy.ptr, x.ptr, dense.weight.ensureGrad().ptr, B, N, K, 1);
     }
     if (base.bias && base.bias.requiresGrad) k.f32_bias_grad(gy.ptr, base.bias.ensureGrad().ptr, B, N, 1);
     // dL/dx through the live weight (which holds the fused adapters, if any)
     const gx = Tensor.zeros(x.shape);
-    if (t) k.f32_gemm_nt(gy.ptr, base.weight.ptr, 0, gx.ptr, B, N, K, 0);
-    else k.f32_gemm_nn(gy.ptr, base.weight.ptr, gx.ptr, B, N, K, 0);
+    if (h) k.h16_gemm_nn(gy.ptr, h.weightPtr, gx.ptr, B, N, K, 0, h.dtypeCode);
+    else if (t) k.f32_gemm_nt(gy.ptr, dense!.weight.ptr, 0, gx.ptr, B, N, K, 0);
+    else k.f32_gemm_nn(gy.ptr, dense!.weight.ptr, gx.ptr, B, N, K, 0);
     // plus the sparse part of unfused adapters: gx[b, in_j] += coef * v_j * gy[b, out_j]
     if (unfused.length) {
       const need = t ? k.f32_spmm_csr_scratch(B, N, K) : 0;
@@ -657,7 +811,7 @@ export class ShiraLinear extends Module {
   }
 
   override toString(): string {
-    const f = this.fanInFanOut ? ", fan_in_fan_out=True" : "";
+    const f = this.fanInFanOut ? ", fan_in_fan_out=True" : this.half ? `, dtype=${this.half.dtype}` : "";
     return `shira.Linear(in_features=${this.inFeatures}, out_features=${this.outFeatures}${f}, adapters=[${this.adapterNames().join(", ")}])`;
   }
 }

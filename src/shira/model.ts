@@ -1,6 +1,6 @@
 /**
- * `ShiraModel` (PEFT's `PeftModel` + `ShiraModel`): injects SHiRA adapters into a model's `Linear` and `Conv1D`
- * (GPT-2, `fan_in_fan_out`) layers and
+ * `ShiraModel` (PEFT's `PeftModel` + `ShiraModel`): injects SHiRA adapters into a model's `Linear`, `Conv1D`
+ * (GPT-2, `fan_in_fan_out`) and half-precision `HalfLinear` (BF16 / F16 weight bits; see `layer.ts`) layers and
  * manages several adapters: activation, scaling, PEFT-style merge/unmerge (exact here), rapid fused switching
  * and multi-adapter fusion, unloading, and parameter accounting.
  *
@@ -15,13 +15,13 @@
  */
 import { refuseWhileGenerating, refuseWhileRunning } from "./busy.js";
 import { ConfigError, ShapeError, StateError } from "../errors.js";
-import { isDenseLayer, isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
+import { HalfLinear } from "../nn/half.js";
 import { Module } from "../nn/module.js";
 import type { Tensor } from "../nn/tensor.js";
 import { ShiraConfig } from "./config.js";
 import { checkAdapterName, matchesTarget } from "./config.js";
 import { builtinMaskFn, maskBudget, normalizeMask, type BuiltinMaskType, type MaskFn } from "./mask.js";
-import { ShiraLinear, type FusedEntry } from "./layer.js";
+import { ShiraLinear, fanInFanOutOf, isAdaptableLayer, type AdaptableLayer, type FusedEntry } from "./layer.js";
 import { runtime, type F32Buffer } from "../runtime/runtime.js";
 import { ModulesToSaveWrapper, findModulesToSave } from "./modules-to-save.js";
 import { calibrationGradients, type Calibration } from "../train/calibrate.js";
@@ -72,15 +72,18 @@ export interface MergeOptions {
   adapterNames?: string[];
 }
 
+/** A SHiRA layer over any adaptable base (f32 or half weight). */
+type AnyShira = ShiraLinear<AdaptableLayer>;
+
 interface Target {
   name: string;
-  layer: DenseLayer | ShiraLinear;
+  layer: AdaptableLayer | AnyShira;
   flat: Int32Array;
   values?: Float32Array;
 }
 
 
-type Prepared = Map<ShiraLinear, Map<string, F32Buffer>>;
+type Prepared = Map<AnyShira, Map<string, F32Buffer>>;
 
 /** `src[rows, cols]` -> a new `[cols, rows]` array. */
 function transposed(src: Float32Array, rows: number, cols: number): Float32Array {
@@ -145,9 +148,9 @@ export class ShiraModel {
   }
 
   /** Adapted layers by module name, in `namedModules` order. */
-  shiraLayers(): [string, ShiraLinear][] {
+  shiraLayers(): [string, AnyShira][] {
     this.#check();
-    return this.model.namedModules().filter((e): e is [string, ShiraLinear] => e[1] instanceof ShiraLinear);
+    return this.model.namedModules().filter((e): e is [string, AnyShira] => e[1] instanceof ShiraLinear);
   }
 
   /** `modulesToSave` wrappers by module name. */
@@ -272,7 +275,7 @@ export class ShiraModel {
     // from the module: a Linear is [out, in], a Conv1D [in, out], whatever the flag says, so the flag cannot break a
     // Linear target of the same config): the last target decides what the config (and adapter_config.json) says.
     const last = targets[targets.length - 1].layer;
-    const fanInFanOut = isFanInFanOut(last instanceof ShiraLinear ? last.baseLayer : last);
+    const fanInFanOut = fanInFanOutOf(last instanceof ShiraLinear ? last.baseLayer : last);
     if (config.fanInFanOut !== fanInFanOut) {
       warnOnce(
         fanInFanOut
@@ -294,10 +297,10 @@ export class ShiraModel {
     // 3. mutate (nothing below allocates wasm memory or validates)
     const wasEmpty = this.#peftConfig.size === 0;
     targets.forEach((t, i) => {
-      let layer: ShiraLinear;
+      let layer: AnyShira;
       if (t.layer instanceof ShiraLinear) layer = t.layer;
       else {
-        layer = new ShiraLinear(t.layer);
+        layer = new ShiraLinear<AdaptableLayer>(t.layer);
         this.model.setSubmodule(t.name, layer);
       }
       layer.attachAdapter(name, built[i]);
@@ -332,7 +335,7 @@ export class ShiraModel {
       const loaded = opts.loaded;
       const isTarget = loaded ? loaded.has(name) : matchesTarget(config.targetModules, name, config.modulesToSave);
       if (!isTarget) continue;
-      if (!isDenseLayer(m) && !(m instanceof ShiraLinear)) {
+      if (!isAdaptableLayer(m) && !(m instanceof ShiraLinear)) {
         errors.push(`${name} (${m.constructor.name})`);
         continue;
       }
@@ -341,7 +344,7 @@ export class ShiraModel {
     if (errors.length) {
       throw new ConfigError(
         "SHIRA_NOT_LINEAR",
-        `Target module(s) ${errors.join(", ")} not supported. Currently, only the following modules are supported: Linear, Conv1D.`,
+        `Target module(s) ${errors.join(", ")} not supported. Currently, only the following modules are supported: Linear, Conv1D. (A half-precision HalfLinear counts as a Linear.)`,
         { modules: errors },
       );
     }
@@ -385,8 +388,8 @@ export class ShiraModel {
         continue;
       }
       // mask functions see the [out, in] matrix: a Conv1D's stored [in, out] weight is transposed for them
-      const stored = t.layer instanceof ShiraLinear ? t.layer.baseWeight() : lin.weight.data;
-      const weight = isFanInFanOut(lin) ? transposed(stored, inn, out) : stored;
+      const stored = t.layer instanceof ShiraLinear ? t.layer.baseWeight() : lin instanceof HalfLinear ? lin.weightF32() : lin.weight.data;
+      const weight = fanInFanOutOf(lin) ? transposed(stored, inn, out) : stored;
       const options: Record<string, unknown> = { bias: lin.bias !== null, randomSeed: config.randomSeed, ...config.maskOptions, ...extra };
       const res = maskFn!({ name: t.name, outFeatures: out, inFeatures: inn, weight }, config.r, options);
       t.flat = normalizeMask(res, out, inn, nnz, t.name);
@@ -641,7 +644,8 @@ export class ShiraModel {
   /** Checks that fusing `list` on top of the current weights produces only finite values (before any change). */
   #checkFinite(list: { name: string; weight: number }[], fromBase = false): void {
     for (const [lname, layer] of this.shiraLayers()) {
-      const w = layer.baseLayer.weight.data;
+      // the live weight as f32 (a view; a half weight: a widened copy)
+      const w = layer.half ? layer.liveWeightF32() : (layer.baseLayer as ShiraLinear["baseLayer"]).weight.data;
       const touched = new Map<number, number>();
       if (fromBase) {
         // the base values under the fused adapters (the first fused adapter at a position holds its base value)
@@ -649,7 +653,7 @@ export class ShiraModel {
         for (let i = fused.length - 1; i >= 0; i--) {
           const a = layer.adapters.get(fused[i].name)!;
           const idx = a.indices.view;
-          const saved = a.saved!.view;
+          const saved = layer.savedValues(a);
           for (let j = 0; j < a.nnz; j++) touched.set(idx[j], saved[j]);
         }
       }
@@ -662,7 +666,8 @@ export class ShiraModel {
         for (let j = 0; j < a.nnz; j++) {
           const p = idx[j];
           const cur = touched.has(p) ? touched.get(p)! : w[p];
-          const next = Math.fround(cur + Math.fround(v[j] * coef));
+          // f32 sum, rounded to the half dtype on a half weight (F16 overflows past 65504)
+          const next = layer.storedSum(cur, Math.fround(v[j] * coef));
           if (!Number.isFinite(next)) {
             const [row, col] = layer.positionOf(p);
             throw new StateError(

@@ -13,6 +13,7 @@
 import { ConfigError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
 import type { Module } from "../nn/module.js";
+import { HalfLinear } from "../nn/half.js";
 import type { Parameter } from "../nn/tensor.js";
 import { ShiraLinear } from "../shira/layer.js";
 import { Conv1D } from "../nn/conv1d.js";
@@ -44,8 +45,12 @@ export function calibrationGradients(model: Module, moduleNames: string[], cal: 
   const transposed = new Map<string, [number, number]>();
   for (const name of moduleNames) {
     const m = model.getSubmodule(name);
-    const lin = m instanceof ShiraLinear ? m.baseLayer : m instanceof Linear || m instanceof Conv1D ? m : null;
-    if (!lin) throw new ConfigError("SHIRA_NOT_LINEAR", `calibration: ${name} is not a Linear layer`);
+    const base: unknown = m instanceof ShiraLinear ? m.baseLayer : m;
+    const lin = base instanceof Linear || base instanceof Conv1D ? base : null;
+    if (!lin) {
+      const half = base instanceof HalfLinear;
+      throw new ConfigError("SHIRA_NOT_LINEAR", half ? `calibration: ${name} has a frozen half-precision weight (no gradient); grad / snip masks need an f32 Linear` : `calibration: ${name} is not a Linear layer`);
+    }
     targets.set(name, lin.weight);
     // a Conv1D stores its weight [in, out]: the sums are returned [out, in] like a Linear's
     if (lin instanceof Conv1D) transposed.set(name, [lin.inFeatures, lin.outFeatures]);

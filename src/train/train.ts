@@ -172,6 +172,9 @@ export async function train(model: Trainable, data: Dataset | TokenDataset, opts
     if (!Number.isInteger(targetSize) || targetSize <= 0) throw new ShapeError("SHAPE_MISMATCH", `train: ${d.labels.length} targets for ${n} rows`);
     if (opts.loss !== "mse" && d.labels.length !== n) throw new ShapeError("SHAPE_MISMATCH", `train: ${d.labels.length} labels for ${n} rows`);
   }
+  if (lm && lm === (model as unknown) && lm.dtype !== "f32") {
+    throw new ConfigError("MODEL_UNSUPPORTED", `train: this model's weights are ${lm.dtype} and frozen; train an adapter on it (getPeftModel), or load it with { dtype: "f32" } to train every weight`, { field: "dtype", value: lm.dtype });
+  }
   const params = paramsOf(model);
   if (params.length === 0) throw new ConfigError("CONFIG_INVALID", "train: nothing to train (no parameter requires a gradient; is the adapter active and trainable?)");
   const microPerEpoch = Math.ceil(n / batchSize);

@@ -265,3 +265,35 @@ export function ensureOutputDir(): string {
   mkdirSync(OUTPUT, { recursive: true });
   return OUTPUT;
 }
+
+/**
+ * Chromium for one test file: `launch()` in `before` keeps a failure (no Chromium) and `get()` throws it in each test
+ * that needs the browser, so the file's other tests still run; `close()` in `after`.
+ */
+export class ChromiumSession {
+  #browser: Browser | null = null;
+  #error: Error | null = null;
+
+  async launch(): Promise<void> {
+    try {
+      requireChromium();
+      this.#browser = await launchChromium();
+    } catch (e) {
+      this.#error = e as Error;
+    }
+  }
+
+  /** Why the browser is not there (null when it is). */
+  get error(): Error | null {
+    return this.#error;
+  }
+
+  get(): Browser {
+    if (!this.#browser) throw this.#error ?? new Error("Chromium was not started");
+    return this.#browser;
+  }
+
+  async close(): Promise<void> {
+    await this.#browser?.close();
+  }
+}

@@ -28,6 +28,7 @@ const LOADERS: Record<string, () => Promise<BenchModule>> = {
   train: () => import("./train.js"),
   model: () => import("./model.js"),
   lm: () => import("./lm.js"),
+  half: () => import("./half.js"),
 };
 
 /** Packages a benchmark needs (lm's wllama peer is optional: its rows say when it could not run). */

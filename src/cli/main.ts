@@ -3,7 +3,7 @@
  *
  *   shira demo [--out DIR] [--quick] [--model DIR | --pretrain] [--mnist] [--seed N] [--no-progress] [--json]
  *   shira pretrain [--out DIR] [--steps N] [--seed N] [--dtype DTYPE] [--no-progress] [--json]
- *   shira bench [switch|kernels|train|model|lm|all] [--out DIR] [--quick] [--json]
+ *   shira bench [switch|kernels|train|model|lm|half|all] [--out DIR] [--quick] [--json]
  *   shira inspect <adapter dir | adapter_model.safetensors | model dir> [--base FILE] [--json]
  *   shira merge --base FILE --adapter DIR [--weight W] [--adapter DIR2 --weight W2 ...] --out FILE
  *   shira generate --model DIR [--adapter NAME=DIR ...] --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME ...]
@@ -123,8 +123,8 @@ const COMMANDS = new Map<string, Command>(Object.entries({
     },
   },
   bench: {
-    summary: "run benchmarks: switch, kernels, train, model, lm, or all",
-    usage: "shira bench [switch|kernels|train|model|lm|all] [--out DIR] [--quick] [--json]",
+    summary: "run benchmarks: switch, kernels, train, model, lm, half, or all",
+    usage: "shira bench [switch|kernels|train|model|lm|half|all] [--out DIR] [--quick] [--json]",
     options: {
       out: { value: true, placeholder: "DIR", help: "where to write <name>.json, <name>.md and <name>.svg (default ./bench-results)" },
       quick: { help: "fewer repetitions" },

@@ -20,7 +20,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const FIXTURES = join(root, "tests", "fixtures", "peft");
 const TSC = join(root, "node_modules", "typescript", "bin", "tsc");
 /** The packed tarball (gzip) must stay under this many bytes. */
-const MAX_PACKED_BYTES = 1_100_000;
+const MAX_PACKED_BYTES = 1_250_000;
 
 // npm's own lifecycle variables (when run from `npm test`) must not leak into the nested npm commands; the cache,
 // user config and registry settings are kept. NODE_PATH could make devDependencies reachable: dropped.

@@ -30,7 +30,7 @@ export class AutoModelForCausalLM {
    * in {@link FromPretrainedOptions} (default `"f32"`).
    */
   static fromConfig(config: Record<string, unknown>, opts: DecoderModelOptions = {}): DecoderModel {
-    const c = parseConfig(config);
+    const c = parseConfig(config, { bytesPerWeight: opts.dtype === "bf16" || opts.dtype === "f16" ? 2 : 4 });
     return new DecoderModel(c, FAMILIES.get(c.modelType)!, opts);
   }
 }

@@ -192,7 +192,7 @@ export const SUPPORTED_MODEL_TYPES: readonly string[] = Object.freeze(Object.key
  * `ConfigError` naming the field and value for anything invalid, and `MODEL_UNSUPPORTED` for an unknown
  * `model_type` (listing the supported ones) or a feature this library does not run.
  */
-export function parseConfig(raw: unknown): DecoderConfig {
+export function parseConfig(raw: unknown, opts: { bytesPerWeight?: 2 | 4 } = {}): DecoderConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError("CONFIG_INVALID", "config.json must hold a JSON object");
   const r = raw as Record<string, unknown>;
   const modelType = r["model_type"];
@@ -264,12 +264,14 @@ export function parseConfig(raw: unknown): DecoderConfig {
   // A model that cannot fit in wasm32's 4 GiB is refused here, before anything is allocated (otherwise e.g.
   // num_hidden_layers: 1e9 would allocate layer after layer until the heap is exhausted, seconds later and with the
   // memory grown to 4 GiB for good).
+  // (half-precision weights take 2 bytes each: `bytesPerWeight: 2`)
   const params = minParameterCount(cfg);
-  if (params * 4 > MAX_MODEL_BYTES) {
+  const per = opts.bytesPerWeight ?? 4;
+  if (params * per > MAX_MODEL_BYTES) {
     throw new RuntimeError(
       "OUT_OF_MEMORY",
-      `config.json: a ${modelType} model of this size needs at least ${(params * 4 / 2 ** 30).toFixed(1)} GiB of float32 weights (${numLayers} layers, hidden size ${hiddenSize}, vocabulary ${vocabSize}); wasm32 memory holds at most 4 GiB`,
-      { bytes: params * 4, limit: MAX_MODEL_BYTES },
+      `config.json: a ${modelType} model of this size needs at least ${((params * per) / 2 ** 30).toFixed(1)} GiB of ${per === 4 ? "float32" : "half-precision"} weights (${numLayers} layers, hidden size ${hiddenSize}, vocabulary ${vocabSize}); wasm32 memory holds at most 4 GiB`,
+      { bytes: params * per, limit: MAX_MODEL_BYTES },
     );
   }
   if (isOpt && r["layer_norm_elementwise_affine"] === false) {

@@ -211,7 +211,7 @@ async function load(source: CheckpointSource, opts: FromPretrainedOptions, signa
   const files = await openCheckpoint(source, { signal });
   const cfgText = await files.text("config.json");
   if (cfgText === null) throw new ConfigError("CONFIG_INVALID", `${files.where}: no config.json (is this a Hugging Face checkpoint folder?)`, { where: files.where });
-  const config: DecoderConfig = parseConfig(parseJson(cfgText, "config.json"));
+  const config: DecoderConfig = parseConfig(parseJson(cfgText, "config.json"), { bytesPerWeight: opts.dtype === "bf16" || opts.dtype === "f16" ? 2 : 4 });
   const family = FAMILIES.get(config.modelType);
   if (!family) throw new ConfigError("MODEL_UNSUPPORTED", `model_type "${config.modelType}" is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`);
   const genText = await files.text("generation_config.json");

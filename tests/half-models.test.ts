@@ -21,6 +21,7 @@ import {
   Tensor,
   bf16ToF32,
   causalLmStep,
+  parseConfig,
   packSequences,
   train,
   f16ToF32,
@@ -446,6 +447,13 @@ describe("HalfLinear and HalfEmbedding", () => {
 });
 
 describe("half-precision loading errors", () => {
+  it("the 4 GiB check counts 2 bytes per half weight: a Qwen2.5-1.5B config is refused in f32 only", () => {
+    const cfg = { model_type: "qwen2", vocab_size: 151936, hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28, num_attention_heads: 12, num_key_value_heads: 2, tie_word_embeddings: true };
+    assert.throws(() => parseConfig(cfg), { code: "OUT_OF_MEMORY", message: /5\.8 GiB of float32 weights/ });
+    assert.equal(parseConfig(cfg, { bytesPerWeight: 2 }).numLayers, 28);
+    assert.throws(() => AutoModelForCausalLM.fromConfig({ ...cfg, num_hidden_layers: 56 }, { dtype: "bf16" }), { code: "OUT_OF_MEMORY", message: /of half-precision weights/ });
+  });
+
   it("GPT-2 with a half dtype is a ConfigError naming the reason; a bad dtype is CONFIG_INVALID", async () => {
     const live0 = runtime().liveBytes;
     await assert.rejects(AutoModelForCausalLM.fromPretrained(join(TRANSFORMERS, "gpt2", "model"), { dtype: "bf16" }), {

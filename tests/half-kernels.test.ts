@@ -17,7 +17,7 @@
 //                switch_merge = the three-pass reference; every SIMD/unrolled form = its scalar twin
 //
 // The plain-SIMD build always runs; the relaxed-SIMD build too, here or in a child process (tests/helpers/variants.ts).
-import { rng } from "./helpers/random.js";
+import { rng, sortedPositions } from "./helpers/random.js";
 import { forEachVariant } from "./helpers/variants.js";
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -220,24 +220,6 @@ function assertSameHalf(got: Uint16Array, want: Uint16Array, dt: Dtype, what: st
   }
 }
 
-/** Sorted unique positions in [0, m), n of them (selection sampling); `allow` restricts the candidates. */
-function positions(r: () => number, n: number, m: number, allow: (p: number) => boolean = () => true): Int32Array {
-  let avail = 0;
-  for (let p = 0; p < m; p++) if (allow(p)) avail++;
-  assert.ok(avail >= n, `case needs ${n} of ${avail} positions`);
-  const out = new Int32Array(n);
-  let need = n;
-  let j = 0;
-  for (let p = 0; p < m && need > 0; p++) {
-    if (!allow(p)) continue;
-    if (r() * avail < need) {
-      out[j++] = p;
-      need--;
-    }
-    avail--;
-  }
-  return out;
-}
 
 /** One fuse step by the rule: half(f32(widen(h)) + f32(v * scale)), scale an f32. */
 function fuseRef(h: number, v: number, scale: number, dt: Dtype): number {
@@ -595,8 +577,8 @@ function suite(variant: WasmVariant): void {
           [3000, 50000],
         ]) {
           const base = halfWeights(m, 60 + n, dt, true);
-          const idxA = positions(r, n, m);
-          const idxB = positions(r, Math.floor(n / 2) + 1, m);
+          const idxA = sortedPositions(r, n, m);
+          const idxB = sortedPositions(r, Math.floor(n / 2) + 1, m);
           const vA = randF32(idxA.length, 61, 3);
           const vB = randF32(idxB.length, 62, 3);
           for (const [gather, scatter, fuse] of [
@@ -633,7 +615,7 @@ function suite(variant: WasmVariant): void {
         for (const n of [0, 1, 2, 3, 4, 5, 9, 64, 1000]) {
           const m = 3 * n + 7;
           const base = halfWeights(m, 80 + n, dt, true);
-          const idx = positions(r, n, m);
+          const idx = sortedPositions(r, n, m);
           const v = randF32(n, 81 + n, 0.5);
           if (n > 4) v[4] = 1e30; // overflows the format: inf
           for (const scale of [1, 0.37, -2.5]) {
@@ -685,9 +667,9 @@ function suite(variant: WasmVariant): void {
       cases.push({ nA: 5, nB: 20000, m: 200_000, mode: "any" });
       for (const dt of DTYPES) {
         for (const c of cases) {
-          const idxA = positions(r, c.nA, c.m);
+          const idxA = sortedPositions(r, c.nA, c.m);
           const inA = new Set(idxA);
-          const idxB = c.mode === "same" ? idxA.slice() : positions(r, c.nB, c.m, c.mode === "nested" ? (p) => inA.has(p) : c.mode === "disjoint" ? (p) => !inA.has(p) : undefined);
+          const idxB = c.mode === "same" ? idxA.slice() : sortedPositions(r, c.nB, c.m, c.mode === "nested" ? (p) => inA.has(p) : c.mode === "disjoint" ? (p) => !inA.has(p) : undefined);
           const base = halfWeights(c.m, c.m + c.nA, dt, true);
           const vA = randF32(idxA.length, 3, 2);
           const vB = randF32(idxB.length, 4, 2);

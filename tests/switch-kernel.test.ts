@@ -3,6 +3,7 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { runtime, Linear, Sequential, ReLU, ShiraConfig, ShiraLinear, getPeftModel, manualSeed, type ShiraModel, type Module } from "../src/node.js";
+import { sortedPositions } from "./helpers/random.js";
 
 const rt = runtime();
 const k = rt.k;
@@ -13,24 +14,6 @@ function lcg(seed: number): () => number {
   return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
-/** `n` sorted unique positions in [0, m) (selection sampling); `allow` restricts the candidates. */
-function positions(rnd: () => number, n: number, m: number, allow: (p: number) => boolean = () => true): Int32Array {
-  let avail = 0;
-  for (let p = 0; p < m; p++) if (allow(p)) avail++;
-  assert.ok(avail >= n, `case needs ${n} of ${avail} positions`);
-  const out = new Int32Array(n);
-  let need = n;
-  let j = 0;
-  for (let p = 0; p < m && need > 0; p++) {
-    if (!allow(p)) continue;
-    if (rnd() * avail < need) {
-      out[j++] = p;
-      need--;
-    }
-    avail--;
-  }
-  return out;
-}
 
 function randomValues(rnd: () => number, n: number): Float32Array {
   return Float32Array.from({ length: n }, () => (rnd() - 0.5) * 8 + 1e-3);
@@ -93,10 +76,10 @@ describe("f32_switch_merge / f32_gather_scatter_add against a JS reference", () 
     cases.push({ nA: 20000, nB: 21000, m: 1_000_000, mode: "any" });
     cases.push({ nA: 5, nB: 20000, m: 200_000, mode: "any" });
     for (const c of cases) {
-      const idxA = positions(rnd, c.nA, c.m);
+      const idxA = sortedPositions(rnd, c.nA, c.m);
       const inA = new Set(idxA);
       const idxB =
-        c.mode === "same" ? idxA.slice() : positions(rnd, c.nB, c.m, c.mode === "nested" ? (p) => inA.has(p) : c.mode === "disjoint" ? (p) => !inA.has(p) : undefined);
+        c.mode === "same" ? idxA.slice() : sortedPositions(rnd, c.nB, c.m, c.mode === "nested" ? (p) => inA.has(p) : c.mode === "disjoint" ? (p) => !inA.has(p) : undefined);
       const vA = randomValues(rnd, idxA.length);
       const vB = randomValues(rnd, idxB.length);
       const w0 = randomValues(rnd, c.m);

@@ -9,7 +9,7 @@
  * await run.model.savePretrained("models/brown-llama");
  * ```
  */
-import { loadBrown, splitBrown, BROWN_GENRES, type BrownDocument } from "./brown.js";
+import { loadBrown, splitBrown, type BrownDocument } from "./brown.js";
 import { bpeEncoder, trainBpe } from "../models/bpe.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
 import type { DecoderModel } from "../models/decoder.js";
@@ -118,11 +118,6 @@ export function encodeDocs(tokenizerJson: unknown, docs: readonly BrownDocument[
 /** Packed sequences of a list of documents (each followed by EOS). */
 export function packDocs(ids: number[][], seqLength: number, eosId: number): TokenDataset {
   return packSequences(ids, { seqLength, eosTokenId: eosId });
-}
-
-/** Genre key of a document (`news`, ...). */
-export function genreOf(doc: BrownDocument): string {
-  return doc.genre;
 }
 
 export interface PretrainProgress {
@@ -234,4 +229,3 @@ export function specialId(tokenizerJson: Record<string, unknown>, content: strin
   return t.id;
 }
 
-export { BROWN_GENRES };

@@ -22,7 +22,7 @@
  * lora.switchTo("other");
  * ```
  */
-import { refuseWhileGenerating, refuseWhileRunning } from "../shira/busy.js";
+import { refuseWhileGenerating, refuseWhileRunning, runScope } from "../shira/busy.js";
 import { ConfigError, FormatError, ShapeError, StateError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
 import { type DenseLayer } from "../nn/conv1d.js";
@@ -718,16 +718,7 @@ export class LoraModel {
         }
       }
     };
-    let r: R;
-    try {
-      r = fn();
-    } catch (e) {
-      done();
-      throw e;
-    }
-    if (r instanceof Promise) return r.finally(done) as R;
-    done();
-    return r;
+    return runScope(fn, done);
   }
 
   /** Alias of {@link disableAdapters}. */

@@ -382,6 +382,19 @@ export function causalLmStep(model: DecoderModel, batch: CausalLmBatch, opts: Ca
       owned.push(t);
       return t;
     };
+    /**
+     * dL/d(block input) of `x + branch(norm?(x))`: the branch's input gradient (through the norm with pre-LN), plus the
+     * skip connection's. Accumulates into the branch gradient when there is no norm to go through.
+     */
+    const branchAndSkip = (n: NormRef, normIn: Tensor, gBranch: Tensor, gSkip: Tensor): Tensor => {
+      let g = gBranch;
+      if (c.preNorm) {
+        g = T_([rows, H]);
+        normBackward(n, normIn.ptr, gBranch.ptr, g.ptr, rows, H);
+      }
+      k.f32_add(g.ptr, gSkip.ptr, g.ptr, rows * H);
+      return g;
+    };
     let gh = track(head.backward(logits)); // dL/d headIn
     if (projOut) gh = track(projOut.backward(gh));
     if (fnRef) {
@@ -417,15 +430,7 @@ export function causalLmStep(model: DecoderModel, batch: CausalLmBatch, opts: Ca
         gx2 = track(s.up.backward(gu));
       }
       // dL/d mlpIn = gSum + (pre-LN) norm backward of gx2
-      let gMlpIn: Tensor;
-      if (c.preNorm) {
-        gMlpIn = T_([rows, H]);
-        normBackward(mn, tp.mlpNormIn.ptr, gx2.ptr, gMlpIn.ptr, rows, H);
-        k.f32_add(gMlpIn.ptr, gSum.ptr, gMlpIn.ptr, rows * H);
-      } else {
-        gMlpIn = gx2;
-        k.f32_add(gMlpIn.ptr, gSum.ptr, gMlpIn.ptr, rows * H);
-      }
+      const gMlpIn = branchAndSkip(mn, tp.mlpNormIn, gx2, gSum);
       // attention block: gMlpIn is dL/d h1 (pre-LN) or dL/d norm(h1) (post-LN)
       let gH1 = gMlpIn;
       if (!c.preNorm) {
@@ -470,16 +475,7 @@ export function causalLmStep(model: DecoderModel, batch: CausalLmBatch, opts: Ca
         k.f32_add(gx1.ptr, gxv.ptr, gx1.ptr, rows * H);
       }
       // dL/d h (layer input)
-      let gIn: Tensor;
-      if (c.preNorm) {
-        gIn = T_([rows, H]);
-        normBackward(an, tp.attnNormIn.ptr, gx1.ptr, gIn.ptr, rows, H);
-        k.f32_add(gIn.ptr, gH1.ptr, gIn.ptr, rows * H);
-      } else {
-        gIn = gx1;
-        k.f32_add(gIn.ptr, gH1.ptr, gIn.ptr, rows * H);
-      }
-      gh = gIn;
+      gh = branchAndSkip(an, tp.attnNormIn, gx1, gH1);
     }
     // embeddings
     if (posEmb && posEmb.weight.requiresGrad) k.f32_embedding_backward(gh.ptr, posBuf.ptr, posEmb.weight.ensureGrad().ptr, rows, H);

@@ -19,3 +19,20 @@ export function refuseWhileGenerating(model: object, what: string, why: string):
     throw new StateError("BUSY", `${what}: not allowed while ${b}() runs on the model (${why}); switch adapters instead, or wait for the generation to end`, { operation: what, busy: b });
   }
 }
+
+/**
+ * Runs `fn` and then `done`: right after it returns, after it throws (rethrown), or when the promise it returns
+ * settles. The exit of a scope such as `disableAdapters(fn)`, shared by both adapter models.
+ */
+export function runScope<R>(fn: () => R, done: () => void): R {
+  let r: R;
+  try {
+    r = fn();
+  } catch (e) {
+    done();
+    throw e;
+  }
+  if (r instanceof Promise) return r.finally(done) as R;
+  done();
+  return r;
+}

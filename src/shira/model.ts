@@ -13,7 +13,7 @@
  * peft.unmerge();                             // the base weights, bit for bit
  * ```
  */
-import { refuseWhileGenerating, refuseWhileRunning } from "./busy.js";
+import { refuseWhileGenerating, refuseWhileRunning, runScope } from "./busy.js";
 import { ConfigError, ShapeError, StateError } from "../errors.js";
 import { HalfLinear } from "../nn/half.js";
 import { Module } from "../nn/module.js";
@@ -519,16 +519,7 @@ export class ShiraModel {
       this.#setDisabled(false);
       this.#applyFuse(fused, prepared!);
     };
-    let r: R;
-    try {
-      r = fn();
-    } catch (e) {
-      done();
-      throw e;
-    }
-    if (r instanceof Promise) return r.finally(done) as R;
-    done();
-    return r;
+    return runScope(fn, done);
   }
 
   /** Alias of {@link disableAdapters}. */

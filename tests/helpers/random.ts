@@ -62,3 +62,22 @@ export class Sfc32 {
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.float());
   }
 }
+
+/** `n` sorted unique positions in [0, m), by selection sampling with `rnd` (floats in [0, 1)); `allow` restricts the candidates. */
+export function sortedPositions(rnd: () => number, n: number, m: number, allow: (p: number) => boolean = () => true): Int32Array {
+  let avail = 0;
+  for (let p = 0; p < m; p++) if (allow(p)) avail++;
+  if (avail < n) throw new Error(`case needs ${n} of ${avail} positions`);
+  const out = new Int32Array(n);
+  let need = n;
+  let j = 0;
+  for (let p = 0; p < m && need > 0; p++) {
+    if (!allow(p)) continue;
+    if (rnd() * avail < need) {
+      out[j++] = p;
+      need--;
+    }
+    avail--;
+  }
+  return out;
+}

@@ -17,6 +17,8 @@ import {
   init,
   packSequences,
   readSafetensors,
+  RotaryEmbedding,
+  runtime,
   train,
   IGNORE_INDEX,
   type DecoderModel,
@@ -421,5 +423,97 @@ describe("mask strategies and modules_to_save on language models", () => {
         lm.dispose();
       }
     }
+  });
+});
+
+describe("fault injection: a failed allocation leaves everything as it was", () => {
+  const bitsOf = (lm: DecoderModel, extra: Parameter[]) => [...lm.namedParameters().map(([, p]) => p), ...extra].map((p) => Array.from(new Uint32Array(p.data.slice().buffer)).join(",")).join("|");
+
+  it("train() of a SHiRA adapter on a language model: every failing allocation rejects with OUT_OF_MEMORY, weights, values and wasm memory unchanged", async () => {
+    const rt = runtime();
+    const lm = tinyModel("llama_gqa", 21);
+    const peft = getPeftModel(lm, new ShiraConfig({ r: 2, targetModules: ["q_proj", "v_proj", "down_proj"], randomSeed: 4 }));
+    try {
+      const data = packSequences(patternDocs(16, 40, 41), { seqLength: 8, eosTokenId: 0 });
+      const values = peft.shiraLayers().map(([, l]) => l.adapters.get("default")!.weight);
+      // the RoPE tables are a cache the model keeps (grown once, freed by dispose): fill it before counting bytes
+      causalLmStep(lm, { inputIds: data.inputIds.slice(0, 8), batchSize: 1, seqLength: 8 });
+      let failures = 0;
+      for (let n = 1; ; n++) {
+        const before = bitsOf(lm, values);
+        const live = rt.liveBytes;
+        rt.failAfter(n);
+        let failed = false;
+        try {
+          await train(peft, data, { maxSteps: 1, batchSize: 4 });
+        } catch (e) {
+          assert.equal((e as { code?: string }).code, "OUT_OF_MEMORY", String(e));
+          failed = true;
+        } finally {
+          rt.failAfter(null);
+        }
+        if (!failed) break;
+        failures++;
+        assert.equal(bitsOf(lm, values), before, `allocation ${n}: weights or adapter values changed`);
+        assert.equal(rt.liveBytes, live, `allocation ${n}: ${rt.liveBytes - live} bytes leaked`);
+        assert.equal(lm.busy, null);
+        assert.ok(n < 500, "train() never succeeded");
+      }
+      assert.ok(failures > 10, `only ${failures} allocations were failed`);
+    } finally {
+      lm.dispose();
+    }
+  });
+
+  it("RotaryEmbedding.prepare: a failed allocation of either table frees the other and keeps the old tables and inv_freq", () => {
+    const rt = runtime();
+    for (const type of ["default", "dynamic"] as const) {
+      const rope = new RotaryEmbedding({ type, theta: 10000, dim: 8, factor: 2, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 }, 16);
+      try {
+        rope.prepare(8);
+        const before = { cos: rope.cosPtr, sin: rope.sinPtr, inv: Array.from(rope.invFreq) };
+        for (const n of [1, 2]) {
+          const live = rt.liveBytes;
+          rt.failAfter(n);
+          try {
+            assert.throws(() => rope.prepare(200), { code: "OUT_OF_MEMORY" });
+          } finally {
+            rt.failAfter(null);
+          }
+          assert.equal(rt.liveBytes, live, `${type}, allocation ${n}: leaked`);
+          assert.deepEqual({ cos: rope.cosPtr, sin: rope.sinPtr, inv: Array.from(rope.invFreq) }, before, `${type}, allocation ${n}: state changed`);
+        }
+        rope.prepare(200);
+        if (type === "dynamic") assert.notDeepEqual(Array.from(rope.invFreq), before.inv);
+      } finally {
+        rope.free();
+      }
+    }
+  });
+
+  it("fromPretrained with dtype bf16: every failing allocation rejects and leaks nothing", async () => {
+    const rt = runtime();
+    const dir = join(import.meta.dirname, "fixtures", "transformers", "llama", "model_bf16");
+    let failures = 0;
+    for (let n = 1; ; n++) {
+      const live = rt.liveBytes;
+      rt.failAfter(n);
+      let lm: DecoderModel | null = null;
+      try {
+        lm = await AutoModelForCausalLM.fromPretrained(dir, { dtype: "bf16" });
+      } catch (e) {
+        assert.equal((e as { code?: string }).code, "OUT_OF_MEMORY", String(e));
+      } finally {
+        rt.failAfter(null);
+      }
+      if (lm) {
+        lm.dispose();
+        break;
+      }
+      failures++;
+      assert.equal(rt.liveBytes, live, `allocation ${n}: ${rt.liveBytes - live} bytes leaked`);
+      assert.ok(n < 500);
+    }
+    assert.ok(failures > 10, `only ${failures} allocations were failed`);
   });
 });

@@ -79,41 +79,55 @@ export class RotaryEmbedding {
    * `dynamic` scaling first applies transformers' `_dynamic_frequency_update(position_ids)`.
    */
   prepare(seqLen: number): void {
+    // the new state is computed first and committed only once both tables are allocated: a failed allocation leaves
+    // the tables, inv_freq and the cached length as they were, and frees what it took
+    let invFreq = this.#invFreq;
+    let cachedSeqLen = this.#cachedSeqLen;
     let changed = false;
     if (this.config.type === "dynamic") {
       const orig = this.#maxPositions;
-      if (seqLen > this.#cachedSeqLen) {
-        this.#invFreq = ROPE_INIT_FUNCTIONS.dynamic(this.config, orig, seqLen);
-        this.#cachedSeqLen = seqLen;
+      if (seqLen > cachedSeqLen) {
+        invFreq = ROPE_INIT_FUNCTIONS.dynamic(this.config, orig, seqLen);
+        cachedSeqLen = seqLen;
         changed = true;
       }
-      if (seqLen < orig && this.#cachedSeqLen > orig) {
-        this.#invFreq = ROPE_INIT_FUNCTIONS.dynamic(this.config, orig);
-        this.#cachedSeqLen = orig;
+      if (seqLen < orig && cachedSeqLen > orig) {
+        invFreq = ROPE_INIT_FUNCTIONS.dynamic(this.config, orig);
+        cachedSeqLen = orig;
         changed = true;
       }
     }
     if (!changed && seqLen <= this.#rows) return;
     const rows = Math.max(seqLen, changed ? this.#rows : Math.max(64, this.#rows * 2));
     const rt = runtime();
-    const cos = rows === this.#rows && this.#cos ? this.#cos : rt.allocF32(rows * this.half);
-    const sin = rows === this.#rows && this.#sin ? this.#sin : rt.allocF32(rows * this.half);
+    const reuse = rows === this.#rows && this.#cos !== null && this.#sin !== null;
+    const cos = reuse ? this.#cos! : rt.allocF32(rows * this.half);
+    let sin: F32Buffer;
+    try {
+      sin = reuse ? this.#sin! : rt.allocF32(rows * this.half);
+    } catch (e) {
+      if (!reuse) cos.free();
+      throw e;
+    }
     const c = cos.view;
     const s = sin.view;
-    const inv = this.#invFreq;
     const h = this.half;
     for (let p = 0; p < rows; p++) {
       for (let i = 0; i < h; i++) {
-        const fr = f(p * inv[i]);
+        const fr = f(p * invFreq[i]);
         c[p * h + i] = Math.cos(fr);
         s[p * h + i] = Math.sin(fr);
       }
     }
-    if (cos !== this.#cos) this.#cos?.free();
-    if (sin !== this.#sin) this.#sin?.free();
+    if (!reuse) {
+      this.#cos?.free();
+      this.#sin?.free();
+    }
     this.#cos = cos;
     this.#sin = sin;
     this.#rows = rows;
+    this.#invFreq = invFreq;
+    this.#cachedSeqLen = cachedSeqLen;
   }
 
   /** Pointer to the cos table (valid until the next {@link prepare}). */

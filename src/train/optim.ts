@@ -36,6 +36,26 @@ export interface SGDOptions {
   nesterov?: boolean;
 }
 
+/**
+ * Creates the optimizer state of every parameter of `params` in `map`, all or nothing: when an allocation fails, the
+ * states made here are released and removed, and the error is rethrown (so a step changes no parameter).
+ */
+function allocateState<S>(params: Iterable<Parameter>, map: Map<Parameter, S>, make: (p: Parameter) => S, release: (s: S) => void): void {
+  const made: Parameter[] = [];
+  try {
+    for (const p of params) {
+      map.set(p, make(p));
+      made.push(p);
+    }
+  } catch (e) {
+    for (const p of made) {
+      release(map.get(p)!);
+      map.delete(p);
+    }
+    throw e;
+  }
+}
+
 /** Stochastic gradient descent, as `torch.optim.SGD`. */
 export class SGD implements Optimizer {
   readonly params: Parameter[];
@@ -61,15 +81,13 @@ export class SGD implements Optimizer {
 
   step(): void {
     const rt = runtime();
-    for (const p of this.params) {
-      if (!p.grad) continue;
-      let buf = this.#buf.get(p);
-      const first = !buf;
-      if (!buf && this.momentum !== 0) {
-        buf = rt.allocF32(p.size);
-        this.#buf.set(p, buf);
-      }
-      rt.k.f32_sgd(p.ptr, p.grad.ptr, buf ? buf.ptr : 0, p.size, this.lr, this.momentum, this.dampening, this.weightDecay, this.nesterov ? 1 : 0, first ? 1 : 0);
+    const params = this.params.filter((p) => p.grad);
+    // every missing momentum buffer first: a failed allocation changes no parameter and keeps nothing
+    const first = new Set(params.filter((p) => !this.#buf.has(p)));
+    if (this.momentum !== 0) allocateState(first, this.#buf, (p) => rt.allocF32(p.size), (b) => b.free());
+    for (const p of params) {
+      const buf = this.#buf.get(p);
+      rt.k.f32_sgd(p.ptr, p.grad!.ptr, buf ? buf.ptr : 0, p.size, this.lr, this.momentum, this.dampening, this.weightDecay, this.nesterov ? 1 : 0, first.has(p) ? 1 : 0);
     }
   }
 
@@ -112,17 +130,31 @@ export class AdamW implements Optimizer {
   step(): void {
     const rt = runtime();
     const [b1, b2] = this.betas;
-    for (const p of this.params) {
-      if (!p.grad) continue;
-      let s = this.#state.get(p);
-      if (!s) {
-        s = { m: rt.allocF32(p.size), v: rt.allocF32(p.size), t: 0 };
-        this.#state.set(p, s);
-      }
+    const params = this.params.filter((p) => p.grad);
+    // every missing state first: a failed allocation changes no parameter and keeps nothing
+    allocateState(
+      params.filter((p) => !this.#state.has(p)),
+      this.#state,
+      (p) => {
+        const m = rt.allocF32(p.size);
+        try {
+          return { m, v: rt.allocF32(p.size), t: 0 };
+        } catch (e) {
+          m.free();
+          throw e;
+        }
+      },
+      (st) => {
+        st.m.free();
+        st.v.free();
+      },
+    );
+    for (const p of params) {
+      const s = this.#state.get(p)!;
       s.t++;
       const bc1 = 1 - b1 ** s.t;
       const bc2 = 1 - b2 ** s.t;
-      rt.k.f32_adamw(p.ptr, p.grad.ptr, s.m.ptr, s.v.ptr, p.size, this.lr, b1, b2, this.eps, this.weightDecay, bc1, bc2);
+      rt.k.f32_adamw(p.ptr, p.grad!.ptr, s.m.ptr, s.v.ptr, p.size, this.lr, b1, b2, this.eps, this.weightDecay, bc1, bc2);
     }
   }
 

@@ -41,6 +41,7 @@
 // Scratch: NQ maxSeq floats (one score row per query of a tile); the scalar twin uses the first maxSeq.
 
 import { dot1, dot4, softmaxKeys, accumulatePV, weightsScalar } from "./util/attention";
+import { partStart } from "./util/gemm";
 
 /** Queries per tile (score rows of scratch). */
 const NQ: i32 = 16;
@@ -121,16 +122,49 @@ export function f32_attention(
   q: usize, qStride: i32, kc: usize, vc: usize, out: usize, outStride: i32, B: i32, T: i32, past: i32, nHeads: i32, nKv: i32,
   headDim: i32, maxSeq: i32, scale: f32, window: i32, keyMask: usize, scratch: usize,
 ): void {
+  attentionTiles(q, qStride, kc, vc, out, outStride, B, T, past, nHeads, nKv, headDim, maxSeq, scale, window, keyMask, scratch, 0, attentionTileCount(B, T, nHeads, nKv));
+}
+
+/** Tiles of f32_attention: (b, g, c0) for every batch row, KV group and block of NQ of the group's T * G queries. */
+function attentionTileCount(B: i32, T: i32, nHeads: i32, nKv: i32): i32 {
+  const total = T * (nHeads / nKv);
+  return B * nKv * ((total + NQ - 1) / NQ);
+}
+
+/**
+ * Part t of nt of {@link f32_attention}: a contiguous range of its tiles, each with its own score rows at
+ * scratch + t * f32_attention_scratch(...) floats (the caller allocates nt times the scratch). Tiles write disjoint
+ * output rows and compute exactly what they compute in f32_attention, so the parts write f32_attention's result.
+ */
+export function f32_attention_mt(
+  q: usize, qStride: i32, kc: usize, vc: usize, out: usize, outStride: i32, B: i32, T: i32, past: i32, nHeads: i32, nKv: i32,
+  headDim: i32, maxSeq: i32, scale: f32, window: i32, keyMask: usize, scratch: usize, t: i32, nt: i32,
+): void {
+  const n = attentionTileCount(B, T, nHeads, nKv);
+  const u0 = partStart(n, 1, t, nt), u1 = partStart(n, 1, t + 1, nt);
+  if (u0 >= u1) return;
+  const sc = scratch + ((<usize>t * <usize>NQ * <usize>maxSeq) << 2);
+  attentionTiles(q, qStride, kc, vc, out, outStride, B, T, past, nHeads, nKv, headDim, maxSeq, scale, window, keyMask, sc, u0, u1);
+}
+
+function attentionTiles(
+  q: usize, qStride: i32, kc: usize, vc: usize, out: usize, outStride: i32, B: i32, T: i32, past: i32, nHeads: i32, nKv: i32,
+  headDim: i32, maxSeq: i32, scale: f32, window: i32, keyMask: usize, scratch: usize, u0: i32, u1: i32,
+): void {
   const G = nHeads / nKv;
   const total = T * G; // queries of one (b, g)
+  const tiles = (total + NQ - 1) / NQ; // tiles of one (b, g)
   const ks = <usize>headDim << 2; // bytes per K/V row
   const sv = f32x4.splat(scale);
-  for (let b = 0; b < B; b++) {
+  for (let u = u0; u < u1; u++) {
+    const b = u / (nKv * tiles);
+    const g = (u / tiles) % nKv;
+    const c0 = (u % tiles) * NQ;
     const mrow = keyMask ? keyMask + (<usize>b * <usize>maxSeq << 2) : 0;
-    for (let g = 0; g < nKv; g++) {
+    {
       const kb = kc + <usize>(b * nKv + g) * <usize>maxSeq * ks;
       const vb = vc + <usize>(b * nKv + g) * <usize>maxSeq * ks;
-      for (let c0 = 0; c0 < total; c0 += NQ) {
+      {
         const nq = min(NQ, total - c0);
         // key range of the tile: from the first query's lower bound to the last query's slot
         const pFirst = past + c0 / G, pLast = past + (c0 + nq - 1) / G;

@@ -24,7 +24,7 @@
 import { madd, hsum4, hsum1 } from "./util/simd";
 import { packTransposed } from "./util/pack";
 import {
-  KC, BC, KC_DOT, DOT_MAX_B, NN_ROWS, PACK, ADD_BIAS, LOAD_Y, finish, finish1,
+  KC, BC, KC_DOT, DOT_MAX_B, NN_ROWS, PACK, ensureScratch, partStart, ADD_BIAS, LOAD_Y, finish, finish1,
   micro4x8, micro4x4, micro1x8, micro1x4, panelWidth, nn4x8, nn1x8, nn4x4, nn1x4,
 } from "./util/gemm";
 
@@ -133,9 +133,8 @@ export function f32_bias_grad_scalar(gy: usize, gb: usize, B: i32, N: i32, acc: 
 //
 //      (a 3x4 tile would hold 7 loads + 12 accumulators: it spills and ran slower than 2x4 + 1x4.)
 
-function gemmNtPanels(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32): void {
+function gemmNtPanels(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32, ys: usize): void {
   const xs = <usize>K << 2; // row stride of x and of W
-  const ys = <usize>N << 2;
   for (let k0 = 0; k0 < K; k0 += KC) {
     const kl = min(KC, K - k0);
     const flags = (k0 == 0 && bias ? ADD_BIAS : 0) | (acc || k0 > 0 ? LOAD_Y : 0);
@@ -306,9 +305,8 @@ function dot1x1(x: usize, w: usize, kl: i32): f32 {
   return s;
 }
 
-function gemmNtDot(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32): void {
+function gemmNtDot(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32, ys: usize): void {
   const xs = <usize>K << 2;
-  const ys = <usize>N << 2;
   const kc = B == 1 ? K : KC_DOT;
   for (let k0 = 0; k0 < K; k0 += kc) {
     const kl = min(kc, K - k0);
@@ -353,8 +351,29 @@ export function f32_gemm_nt(x: usize, w: usize, bias: usize, y: usize, B: i32, K
     }
     return;
   }
-  if (B <= DOT_MAX_B) gemmNtDot(x, w, bias, y, B, K, N, acc);
-  else gemmNtPanels(x, w, bias, y, B, K, N, acc);
+  ensureScratch();
+  if (B <= DOT_MAX_B) gemmNtDot(x, w, bias, y, B, K, N, acc, <usize>N << 2);
+  else gemmNtPanels(x, w, bias, y, B, K, N, acc, <usize>N << 2);
+}
+
+/**
+ * Part t of nt of {@link f32_gemm_nt} (the thread pool runs t = 0..nt-1 at once): the output columns
+ * [n0, n1), split in blocks of 8 (W rows n0..n1-1, y columns n0..n1-1 of every row). Every y element takes the path
+ * and reduction it takes in f32_gemm_nt (the tiles of 8/4 W rows stay aligned; the K == 0 case runs in part 0), so
+ * the parts together write exactly f32_gemm_nt's result, whatever nt.
+ */
+export function f32_gemm_nt_mt(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32, t: i32, nt: i32): void {
+  if (B <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (t == 0) f32_gemm_nt(x, w, bias, y, B, K, N, acc);
+    return;
+  }
+  const n0 = partStart(N, 8, t, nt), n1 = partStart(N, 8, t + 1, nt);
+  if (n0 >= n1) return;
+  ensureScratch();
+  const wp = w + <usize>n0 * (<usize>K << 2), bp = bias ? bias + (<usize>n0 << 2) : 0, yp = y + (<usize>n0 << 2);
+  if (B <= DOT_MAX_B) gemmNtDot(x, wp, bp, yp, B, K, n1 - n0, acc, <usize>N << 2);
+  else gemmNtPanels(x, wp, bp, yp, B, K, n1 - n0, acc, <usize>N << 2);
 }
 
 // ================================================================ f32_gemm_nn (input gradient)
@@ -403,6 +422,7 @@ export function f32_gemm_nn(a: usize, w: usize, y: usize, B: i32, N: i32, K: i32
     }
   }
 }
+
 
 // ================================================================ f32_gemm_tn (weight gradient)
 //
@@ -509,21 +529,36 @@ const TN_ROWS: i32 = 128;
 
 export function f32_gemm_tn(gy: usize, x: usize, g: usize, B: i32, N: i32, K: i32, acc: i32): void {
   if (N <= 0 || K <= 0) return;
+  gemmTn(gy, <usize>N << 2, x, g, B, N, K, acc);
+}
+
+/**
+ * Part t of nt of {@link f32_gemm_tn}: the rows [n0, n1) of g (columns of gy), split in blocks of 4 (the 4-row tiles
+ * stay aligned), so the parts write f32_gemm_tn's result.
+ */
+export function f32_gemm_tn_mt(gy: usize, x: usize, g: usize, B: i32, N: i32, K: i32, acc: i32, t: i32, nt: i32): void {
+  if (N <= 0 || K <= 0) return;
+  const n0 = partStart(N, 4, t, nt), n1 = partStart(N, 4, t + 1, nt);
+  if (n0 >= n1) return;
+  gemmTn(gy + (<usize>n0 << 2), <usize>N << 2, x, g + <usize>n0 * (<usize>K << 2), B, n1 - n0, K, acc);
+}
+
+/** g[N,K] (+)= gy^T x for gy rows gs bytes apart (N of its columns used). */
+function gemmTn(gy: usize, gs: usize, x: usize, g: usize, B: i32, N: i32, K: i32, acc: i32): void {
   // Passes over blocks of TN_ROWS rows, each accumulating into g: every output element still sums its products in
   // row order (an accumulator stored and reloaded between passes keeps its value), so the result is unchanged
   // while x is read from cache instead of from memory once per 4 output rows.
   if (B > TN_ROWS) {
     for (let b0 = 0; b0 < B; b0 += TN_ROWS) {
       const rows = B - b0 < TN_ROWS ? B - b0 : TN_ROWS;
-      gemmTnBlock(gy + (<usize>b0 * <usize>N << 2), x + (<usize>b0 * <usize>K << 2), g, rows, N, K, b0 == 0 ? acc : 1);
+      gemmTnBlock(gy + <usize>b0 * gs, gs, x + (<usize>b0 * <usize>K << 2), g, rows, N, K, b0 == 0 ? acc : 1);
     }
     return;
   }
-  gemmTnBlock(gy, x, g, B, N, K, acc);
+  gemmTnBlock(gy, gs, x, g, B, N, K, acc);
 }
 
-function gemmTnBlock(gy: usize, x: usize, g: usize, B: i32, N: i32, K: i32, acc: i32): void {
-  const gs = <usize>N << 2;
+function gemmTnBlock(gy: usize, gs: usize, x: usize, g: usize, B: i32, N: i32, K: i32, acc: i32): void {
   const xs = <usize>K << 2;
   let n = 0;
   for (; n < N; ) {

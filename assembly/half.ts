@@ -75,7 +75,7 @@
 import { madd, hsum4, hsum1 } from "./util/simd";
 import { packTransposed } from "./util/pack";
 import {
-  KC, BC, KC_DOT, DOT_MAX_B, NN_ROWS, PACK, ADD_BIAS, LOAD_Y, finish, finish1,
+  KC, BC, KC_DOT, DOT_MAX_B, NN_ROWS, NN_CHUNK, PACK, WIDE, ensureScratch, partStart, ADD_BIAS, LOAD_Y, finish, finish1,
   micro4x8, micro4x4, micro1x8, micro1x4, panelWidth, nn4x8, nn1x8, nn4x4, nn1x4,
 } from "./util/gemm";
 
@@ -402,10 +402,6 @@ function embeddingRows<T>(w: usize, ids: usize, out: usize, rows: i32, D: i32): 
 //           flight) or 4 (F16: 8 rows of accumulators and the widening would not fit the 16 xmm registers); B = 2,3:
 //           dot2x4 (each W vector widened once for two rows of x) and dot1x4 for the odd row, as gemm.ts.
 
-/** Rows of W per f32_gemm_nn strip chunk widened at once (8 columns x NN_CHUNK rows = 32 KiB). */
-const NN_CHUNK: i32 = 1024;
-/** Widened W: a 4 x KC tile of the panels path or an NN_CHUNK x 8 strip of gemm_nn (32 KiB, allocated at instantiation). */
-const WIDE: usize = heap.alloc(<usize>max(4 * KC, 8 * NN_CHUNK) << 2);
 
 // ---------------------------------------------------------------- scalar twins
 
@@ -442,10 +438,9 @@ export function h16_gemm_nn_scalar(a: usize, w: usize, y: usize, B: i32, N: i32,
 
 // ---------------------------------------------------------------- panels path (B >= 4): the micro-kernels of util/gemm.ts on WIDE
 
-function gemmNtPanels(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32, dtype: i32): void {
+function gemmNtPanels(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32, dtype: i32, ys: usize): void {
   const xs = <usize>K << 2; // row stride of x
   const whs = <usize>K << 1; // row stride of W (halves)
-  const ys = <usize>N << 2;
   for (let k0 = 0; k0 < K; k0 += KC) {
     const kl = min(KC, K - k0);
     const ts = <usize>kl << 2; // row stride of the widened tile
@@ -749,10 +744,9 @@ function exactRows(x: usize, w: usize, ws: usize, kl: i32, y: usize, bias: usize
  * (for F16Raw: the caller's x times 2^112), `xo` the caller's x (the exact F16 recomputation of a tile that met an
  * inf/NaN).
  */
-function gemmNtDot<T>(x: usize, xo: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32): void {
+function gemmNtDot<T>(x: usize, xo: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32, ys: usize): void {
   const xs = <usize>K << 2;
   const whs = <usize>K << 1;
-  const ys = <usize>N << 2;
   const kc = B == 1 ? K : KC_DOT;
   for (let k0 = 0; k0 < K; k0 += kc) {
     const kl = min(kc, K - k0);
@@ -853,14 +847,35 @@ export function h16_gemm_nt(x: usize, w: usize, bias: usize, y: usize, B: i32, K
     }
     return;
   }
+  gemmNt(x, w, bias, y, B, K, N, acc, dtype, <usize>N << 2);
+}
+
+/** h16_gemm_nt for K > 0 with y rows ys bytes apart (N of its columns written). */
+function gemmNt(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32, dtype: i32, ys: usize): void {
+  ensureScratch();
   if (dtype == DT_F16) {
-    if (B > DOT_MAX_B) gemmNtPanels(x, w, bias, y, B, K, N, acc, dtype);
-    else if (<i64>B * <i64>K <= <i64>PACK_FLOATS && scaleForRaw(x, PACK, B * K)) gemmNtDot<F16Raw>(PACK, x, w, bias, y, B, K, N, acc);
-    else gemmNtDot<F16>(x, x, w, bias, y, B, K, N, acc);
+    if (B > DOT_MAX_B) gemmNtPanels(x, w, bias, y, B, K, N, acc, dtype, ys);
+    else if (<i64>B * <i64>K <= <i64>PACK_FLOATS && scaleForRaw(x, PACK, B * K)) gemmNtDot<F16Raw>(PACK, x, w, bias, y, B, K, N, acc, ys);
+    else gemmNtDot<F16>(x, x, w, bias, y, B, K, N, acc, ys);
   } else {
-    if (B > DOT_MAX_B) gemmNtPanels(x, w, bias, y, B, K, N, acc, dtype);
-    else gemmNtDot<Bf16>(x, x, w, bias, y, B, K, N, acc);
+    if (B > DOT_MAX_B) gemmNtPanels(x, w, bias, y, B, K, N, acc, dtype, ys);
+    else gemmNtDot<Bf16>(x, x, w, bias, y, B, K, N, acc, ys);
   }
+}
+
+/**
+ * Part t of nt of {@link h16_gemm_nt}: output columns [n0, n1) in blocks of 8, as f32_gemm_nt_mt (each thread scales
+ * or packs x into its own PACK), so the parts write exactly h16_gemm_nt's result.
+ */
+export function h16_gemm_nt_mt(x: usize, w: usize, bias: usize, y: usize, B: i32, K: i32, N: i32, acc: i32, dtype: i32, t: i32, nt: i32): void {
+  if (B <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (t == 0) h16_gemm_nt(x, w, bias, y, B, K, N, acc, dtype);
+    return;
+  }
+  const n0 = partStart(N, 8, t, nt), n1 = partStart(N, 8, t + 1, nt);
+  if (n0 >= n1) return;
+  gemmNt(x, w + <usize>n0 * (<usize>K << 1), bias ? bias + (<usize>n0 << 2) : 0, y + (<usize>n0 << 2), B, K, n1 - n0, acc, dtype, <usize>N << 2);
 }
 
 // ================================================================ h16_gemm_nn (input gradient)
@@ -957,8 +972,10 @@ export function h16_gemm_nn(a: usize, w: usize, y: usize, B: i32, N: i32, K: i32
     if (!acc) for (let b = 0; b < B; b++) memory.fill(y + <usize>b * (<usize>K << 2), 0, <usize>K << 2);
     return;
   }
+  ensureScratch();
   gemmNn(a, w, y, B, N, K, acc, dtype);
 }
+
 
 // ================================================================ switching on half weights
 //

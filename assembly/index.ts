@@ -16,3 +16,4 @@ export * from "./attention";
 export * from "./embedding";
 export * from "./backward";
 export * from "./half";
+export { thread_scratch_bytes, thread_set_scratch } from "./util/gemm";

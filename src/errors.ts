@@ -49,6 +49,7 @@ export type ErrorCode =
   | "OUT_OF_MEMORY" // RuntimeError: the heap is full, or a size is invalid, ≥ 2^32 bytes or over one heap block (992 MiB)
   | "IO"
   | "ABORTED"
+  | "THREADS" // RuntimeError: worker threads could not start, or a kernel part failed on a worker
   // StateError: the object is in use by a running operation (train() on a ShiraModel / LoraModel: every adapter
   // change; a generate()/stream() on a DecoderModel: a second generation, dispose(), and adapter changes that
   // replace or free what the running loop uses). `details.busy` names the running operation.

@@ -17,8 +17,47 @@ export const KC_DOT: i32 = 2048;
 /** Largest batch that takes the dot path. */
 export const DOT_MAX_B: i32 = 3;
 
-/** Pack area for x^T panels: KC * (BC + 8) floats, allocated once when the module is instantiated. */
-export const PACK: usize = heap.alloc(<usize>KC * <usize>(BC + 8) << 2);
+/** Bytes of the x^T pack area: KC * (BC + 8) floats. */
+export const PACK_BYTES: usize = <usize>KC * <usize>(BC + 8) << 2;
+/** Rows of W per h16 gemm_nn strip chunk widened at once (half.ts: 8 columns x NN_CHUNK rows = 32 KiB). */
+export const NN_CHUNK: i32 = 1024;
+/** Bytes of the widened-W tile of half.ts: a 4 x KC tile of the panels path or an NN_CHUNK x 8 strip of gemm_nn. */
+export const WIDE_BYTES: usize = <usize>max(4 * KC, 8 * NN_CHUNK) << 2;
+
+// Per-thread scratch. Each instance of the module (the host's, and one per worker of the thread pool, all on one
+// shared memory) has its own globals, so each thread packs into its own area. The host allocates the areas and
+// hands each instance its own through thread_set_scratch before any kernel runs: a worker never allocates (its
+// heap globals would describe a second heap over the host's). The lazy allocation in ensureScratch only serves
+// hosts that call no setter (the as-pect specs).
+
+/** x^T panels of the B >= 4 gemm path (and the scaled x of half.ts's F16 dot path): PACK_BYTES. */
+export let PACK: usize = 0;
+/** half.ts's widened W tile: WIDE_BYTES. */
+export let WIDE: usize = 0;
+
+/** Bytes of scratch one thread needs (pass that many bytes to {@link thread_set_scratch}). */
+export function thread_scratch_bytes(): usize {
+  return PACK_BYTES + WIDE_BYTES;
+}
+
+/** Gives this instance its scratch area (thread_scratch_bytes() bytes, 16-byte aligned). */
+export function thread_set_scratch(p: usize): void {
+  PACK = p;
+  WIDE = p + PACK_BYTES;
+}
+
+/** Allocates this instance's scratch unless the host has given it one. */
+// @ts-ignore: decorator
+@inline export function ensureScratch(): void {
+  if (PACK == 0) thread_set_scratch(heap.alloc(PACK_BYTES + WIDE_BYTES));
+}
+
+/** The start of part t of nt of [0, total) in blocks of blk (the split of every *_mt kernel: parts differ by at most one block). */
+// @ts-ignore: decorator
+@inline export function partStart(total: i32, blk: i32, t: i32, nt: i32): i32 {
+  const nb = (<i64>total + <i64>blk - 1) / <i64>blk;
+  return <i32>min(<i64>total, (nb * <i64>t) / <i64>nt * <i64>blk);
+}
 
 // flags of the store stage: add bias (first K block), read-modify-write y (acc, or a later K block)
 export const ADD_BIAS: i32 = 1;

@@ -9,6 +9,13 @@ export interface Kernels {
   alloc(size: number): number;
   free(ptr: number): void;
   memory_bytes(): number;
+  // threads (src/runtime/threads.ts, parallel.ts): per-instance scratch and the parts of split kernels
+  thread_scratch_bytes(): number;
+  thread_set_scratch(ptr: number): void;
+  f32_gemm_nt_mt(x: number, w: number, bias: number, y: number, B: number, K: number, N: number, acc: number, t: number, nt: number): void;
+  h16_gemm_nt_mt(x: number, w: number, bias: number, y: number, B: number, K: number, N: number, acc: number, dtype: number, t: number, nt: number): void;
+  f32_gemm_tn_mt(gy: number, x: number, g: number, B: number, N: number, K: number, acc: number, t: number, nt: number): void;
+  f32_attention_mt(q: number, qStride: number, kc: number, vc: number, out: number, outStride: number, B: number, T: number, past: number, nHeads: number, nKv: number, headDim: number, maxSeq: number, scale: number, window: number, keyMask: number, scratch: number, t: number, nt: number): void;
   // dense
   f32_gemm_nt(x: number, w: number, bias: number, y: number, B: number, K: number, N: number, acc: number): void;
   f32_gemm_nt_scalar(x: number, w: number, bias: number, y: number, B: number, K: number, N: number, acc: number): void;

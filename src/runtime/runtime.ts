@@ -14,6 +14,8 @@
 import { instantiate as loaderInstantiate, instantiateSync as loaderInstantiateSync } from "@assemblyscript/loader";
 import { ConfigError, RuntimeError, StateError } from "../errors.js";
 import type { Kernels } from "./kernels.js";
+import { parallelKernels, POOL_EXPORTS, type ParallelContext } from "./parallel.js";
+import { MAX_THREADS, ThreadPool } from "./threads.js";
 import { WASM_SIMD_BASE64, WASM_RELAXED_BASE64 } from "./wasm.generated.js";
 
 /** Which build of the kernels is running. */
@@ -22,6 +24,116 @@ export type WasmVariant = "simd" | "relaxed-simd";
 export interface InitOptions {
   /** Force a build: `"simd"` (always available) or `"relaxed-simd"` (fused multiply-add, when the host validates it). */
   variant?: WasmVariant;
+  /**
+   * Threads that run the kernels, including the calling one (1 to 16). Default: the number of cores, at most 8
+   * (Node: `os.availableParallelism()`, or the `SHIRA_THREADS` environment variable; browsers:
+   * `navigator.hardwareConcurrency`). Browsers need a cross-origin isolated page (`crossOriginIsolated`), and
+   * `initSync()` there runs one thread (a browser starts workers only once the caller yields): use `await init()`.
+   * {@link Runtime.threads} says how many run and {@link Runtime.threadsLimitedBy} why fewer than asked.
+   */
+  threads?: number;
+}
+
+/** Default threads when none are asked for: the cores of this machine, at most 8. */
+function defaultThreads(): number {
+  const g = globalThis as { process?: { env?: Record<string, string | undefined>; getBuiltinModule?: (id: string) => unknown; versions?: { node?: string } }; navigator?: { hardwareConcurrency?: number } };
+  const env = g.process?.env?.SHIRA_THREADS;
+  if (env !== undefined && env !== "") {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS) {
+      throw new ConfigError("CONFIG_INVALID", `SHIRA_THREADS must be an integer from 1 to ${MAX_THREADS}, got ${JSON.stringify(env)}`, { argument: "SHIRA_THREADS", value: env });
+    }
+    return n;
+  }
+  let cores = g.navigator?.hardwareConcurrency ?? 1;
+  if (g.process?.versions?.node && typeof g.process.getBuiltinModule === "function") {
+    const os = g.process.getBuiltinModule("node:os") as { availableParallelism?: () => number; cpus(): unknown[] };
+    cores = os.availableParallelism?.() ?? os.cpus().length;
+  }
+  return Math.max(1, Math.min(8, cores));
+}
+
+/**
+ * Smallest call (multiply-adds; positions x 64) that the kernels split over the threads: below it, waking the
+ * workers (~5-50 µs) costs more than it saves. `SHIRA_PARALLEL_MIN_WORK` overrides it (0 splits every call that
+ * can be split: the tests run the whole suite that way at 2 threads).
+ */
+function defaultMinWork(): number {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.SHIRA_PARALLEL_MIN_WORK;
+  if (env !== undefined && env !== "") {
+    const n = Number(env);
+    if (!Number.isSafeInteger(n) || n < 0) throw new ConfigError("CONFIG_INVALID", `SHIRA_PARALLEL_MIN_WORK must be a non-negative integer, got ${JSON.stringify(env)}`, { argument: "SHIRA_PARALLEL_MIN_WORK", value: env });
+    return n;
+  }
+  return 1 << 16;
+}
+
+/** Why this host cannot share wasm memory between threads, or null when it can. */
+function sharingUnavailable(): string | null {
+  if (typeof SharedArrayBuffer !== "function" || typeof Atomics !== "object") return "this host has no SharedArrayBuffer";
+  if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) {
+    return "the page is not cross-origin isolated (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)";
+  }
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true } as WebAssembly.MemoryDescriptor);
+  } catch (e) {
+    return `this host cannot create shared wasm memory (${(e as Error).message})`;
+  }
+  return null;
+}
+
+/** First and most pages of the module's memory (its import declares these limits). */
+const MEMORY_INITIAL_PAGES = 16;
+const MEMORY_MAXIMUM_PAGES = 65536;
+
+/**
+ * The module with its imported memory declared `shared` (the one difference between the one-thread and the threaded
+ * build): the import's limits flag 0x01 (min, max) becomes 0x03 (min, max, shared). Everything else is byte for
+ * byte the embedded module.
+ */
+export function sharedMemoryBuild(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  const out = bytes.slice();
+  let p = 8;
+  const leb = (): number => {
+    let r = 0;
+    let shift = 0;
+    for (;;) {
+      const b = out[p++];
+      r += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return r;
+      shift += 7;
+    }
+  };
+  while (p < out.length) {
+    const id = out[p++];
+    const size = leb();
+    const end = p + size;
+    if (id === 2) {
+      const count = leb();
+      for (let i = 0; i < count; i++) {
+        const moduleName = leb();
+        p += moduleName;
+        const fieldName = leb();
+        p += fieldName;
+        const kind = out[p++];
+        if (kind === 0x02) {
+          if (out[p] !== 0x01) throw new RuntimeError("WASM_UNSUPPORTED", `shira-wasm: the module's memory import has limits flag ${out[p]}, expected 1 (min and max)`);
+          out[p] = 0x03;
+          return out;
+        }
+        if (kind === 0x00) leb(); // function: type index
+        else if (kind === 0x01) {
+          p++; // table: reftype, limits
+          const f = out[p++];
+          leb();
+          if (f & 1) leb();
+        } else if (kind === 0x03) p += 2; // global: valtype, mutability
+        else throw new RuntimeError("WASM_UNSUPPORTED", `shira-wasm: unexpected import kind ${kind} in the module`);
+      }
+    }
+    p = end;
+  }
+  throw new RuntimeError("WASM_UNSUPPORTED", "shira-wasm: the module imports no memory");
 }
 
 function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
@@ -190,14 +302,137 @@ export class Runtime {
   #allocations = 0;
   #txs: WasmBuffer<Float32Array | Int32Array>[][] = [];
 
-  constructor(exports: Kernels, variant: WasmVariant) {
-    this.k = exports;
-    this.memory = exports.memory;
-    this.variant = variant;
+  /** The compiled module (shared-memory build when {@link shared}). */
+  readonly module: WebAssembly.Module;
+  /** Whether the memory is a shared `WebAssembly.Memory` (worker threads can run kernels on it). */
+  readonly shared: boolean;
+  readonly #raw: Kernels;
+  readonly #ctx: ParallelContext;
+  #unshared: string | null;
+  #limitedBy: string | null = null;
+  #workerScratch: number[] = [];
+
+  /** @internal Use {@link init}, {@link initSync} or {@link createRuntime}. */
+  constructor(exports: Kernels, src: { module: WebAssembly.Module; memory: WebAssembly.Memory; variant: WasmVariant; unshared: string | null }) {
+    this.#raw = exports;
+    this.memory = src.memory;
+    this.module = src.module;
+    this.variant = src.variant;
+    this.shared = src.unshared === null;
+    this.#unshared = src.unshared;
     this.#buffer = this.memory.buffer;
     this.#f32 = new Float32Array(this.#buffer);
     this.#i32 = new Int32Array(this.#buffer);
     this.#u8 = new Uint8Array(this.#buffer);
+    // this instance's own gemm scratch (each worker gets its own: see thread_set_scratch)
+    exports.thread_set_scratch(exports.alloc(exports.thread_scratch_bytes()) >>> 0);
+    this.#ctx = { pool: null, minWork: defaultMinWork(), i32: () => this.i32 };
+    this.k = parallelKernels(exports, this.#ctx);
+  }
+
+  /**
+   * Threads running the kernels, including the calling thread (1 when no worker runs). Kernels large enough are split
+   * over them; results are bit-identical whatever the count.
+   */
+  get threads(): number {
+    const p = this.#ctx.pool;
+    return p && !p.stopped ? p.size : 1;
+  }
+
+  /**
+   * Why {@link threads} is lower than asked (for example `"the page is not cross-origin isolated (...)"`), or null.
+   * Set once per request; the library does not log it.
+   */
+  get threadsLimitedBy(): string | null {
+    return this.#limitedBy;
+  }
+
+  /** @internal Smallest call that is split over the threads (see SHIRA_PARALLEL_MIN_WORK); tests set it to 0. */
+  get parallelMinWork(): number {
+    return this.#ctx.minWork;
+  }
+  set parallelMinWork(n: number) {
+    if (!Number.isSafeInteger(n) || n < 0) throw new ConfigError("CONFIG_INVALID", `parallelMinWork must be a non-negative integer, got ${n}`, { argument: "parallelMinWork", value: n });
+    this.#ctx.minWork = n;
+  }
+
+  /** The threads that can run for a request of `n`, and why fewer (or null). */
+  #plan(n: number, blocked: string | null): { n: number; why: string | null } {
+    checkThreads(n, "setThreads");
+    if (n === 1) return { n: 1, why: null };
+    if (this.#unshared) return { n: 1, why: this.#unshared };
+    if (blocked) return { n: 1, why: blocked };
+    return { n, why: null };
+  }
+
+  #poolInit(n: number) {
+    const bytes = this.#raw.thread_scratch_bytes();
+    this.#workerScratch = [];
+    try {
+      for (let t = 1; t < n; t++) this.#workerScratch.push(this.#raw.alloc(bytes) >>> 0);
+    } catch (e) {
+      this.#freeWorkerScratch();
+      throw new RuntimeError("OUT_OF_MEMORY", `shira-wasm: cannot allocate the scratch of ${n - 1} worker threads (${bytes} bytes each): ${(e as Error).message}`, { bytes, threads: n });
+    }
+    return { module: this.module, memory: this.memory, names: POOL_EXPORTS, threads: n, scratch: this.#workerScratch };
+  }
+
+  #freeWorkerScratch(): void {
+    for (const p of this.#workerScratch) this.#raw.free(p);
+    this.#workerScratch = [];
+  }
+
+  /**
+   * Runs the kernels on `n` threads from now on (1 stops the workers). Node starts the workers synchronously;
+   * browsers need {@link setThreadsAsync}. Fewer threads than asked run when the host cannot share memory: see
+   * {@link threadsLimitedBy}.
+   * ```ts
+   * runtime().setThreads(2);
+   * ```
+   */
+  setThreads(n: number, blocked: string | null = null): void {
+    const plan = this.#plan(n, blocked ?? (n > 1 && !ThreadPool.canStartSync() ? "setThreads() cannot start worker threads in a browser: use setThreadsAsync()" : null));
+    this.#limitedBy = plan.why;
+    if (plan.n === this.threads) return;
+    this.dispose();
+    if (plan.n > 1) {
+      const init = this.#poolInit(plan.n);
+      try {
+        this.#ctx.pool = ThreadPool.startSync(init);
+      } catch (e) {
+        this.#freeWorkerScratch();
+        throw e;
+      }
+    }
+  }
+
+  /** {@link setThreads} for browsers' main thread (workers start once the caller yields). */
+  async setThreadsAsync(n: number): Promise<void> {
+    const plan = this.#plan(n, null);
+    this.#limitedBy = plan.why;
+    if (plan.n === this.threads) return;
+    this.dispose();
+    if (plan.n > 1) {
+      const init = this.#poolInit(plan.n);
+      try {
+        this.#ctx.pool = ThreadPool.canStartSync() ? ThreadPool.startSync(init) : await ThreadPool.start(init);
+      } catch (e) {
+        this.#freeWorkerScratch();
+        throw e;
+      }
+    }
+  }
+
+  /**
+   * Stops the worker threads (idempotent). The runtime goes on with one thread; {@link setThreads} starts them
+   * again. In Node an idle pool never keeps the process alive, so calling this is optional.
+   */
+  dispose(): void {
+    const p = this.#ctx.pool;
+    if (!p) return;
+    this.#ctx.pool = null;
+    p.stop();
+    this.#freeWorkerScratch();
   }
 
   #refresh(): void {
@@ -416,6 +651,7 @@ let current: Runtime | null = null;
 
 function checkOptions(opts: InitOptions, what: string): void {
   if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `${what}: options must be an object, got ${opts === null ? "null" : typeof opts}`, { argument: "opts" });
+  checkThreads(opts.threads, what);
   const v = opts.variant;
   if (v !== undefined && v !== "simd" && v !== "relaxed-simd") {
     throw new ConfigError("CONFIG_INVALID", `${what}: variant must be "simd" or "relaxed-simd", got ${JSON.stringify(v)}`, { argument: "variant", value: v });
@@ -438,44 +674,81 @@ function refuseSwitch(opts: InitOptions, what: string): void {
   }
 }
 
-// The loader supplies `env.abort` (and `trace`/`seed`); the kernels need nothing else.
-function imports(): Record<string, never> {
-  return {};
+/** What a runtime is instantiated from: the chosen build, compiled, with its memory (shared when the host allows). */
+interface Instantiable {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  variant: WasmVariant;
+  /** Why memory is not shared (then the runtime runs one thread), or null. */
+  unshared: string | null;
+}
+
+function prepare(opts: InitOptions): Instantiable {
+  const { bytes, variant } = chooseBytes(opts);
+  const unshared = sharingUnavailable();
+  const shared = unshared === null;
+  const module = new WebAssembly.Module(shared ? sharedMemoryBuild(bytes) : bytes);
+  const memory = new WebAssembly.Memory({ initial: MEMORY_INITIAL_PAGES, maximum: MEMORY_MAXIMUM_PAGES, shared } as WebAssembly.MemoryDescriptor);
+  return { module, memory, variant, unshared };
+}
+
+// The loader supplies `env.abort` (and `trace`/`seed`); the kernels need the memory besides.
+function instantiate(src: Instantiable): Runtime {
+  const inst = loaderInstantiateSync<Kernels>(src.module, { env: { memory: src.memory } });
+  return new Runtime(inst.exports as unknown as Kernels, src);
+}
+
+function checkThreads(n: unknown, what: string): void {
+  if (n !== undefined && (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_THREADS)) {
+    throw new ConfigError("CONFIG_INVALID", `${what}: threads must be an integer from 1 to ${MAX_THREADS}, got ${JSON.stringify(n)}`, { argument: "threads", value: n });
+  }
 }
 
 /**
- * Instantiates the wasm module synchronously (Node, workers; browsers allow small modules on the main thread).
- * Returns the existing runtime when already initialized.
+ * Instantiates the wasm module synchronously (Node, workers; browsers allow small modules on the main thread) and, in
+ * Node, starts its worker threads. Returns the existing runtime when already initialized (with `threads`, resized
+ * first: see {@link Runtime.setThreads}).
  */
 export function initSync(opts: InitOptions = {}): Runtime {
   checkOptions(opts, "initSync");
-  if (current && (!opts.variant || opts.variant === current.variant)) return current;
+  if (current && (!opts.variant || opts.variant === current.variant)) {
+    if (opts.threads !== undefined) current.setThreads(opts.threads);
+    return current;
+  }
   refuseSwitch(opts, "initSync");
-  const { bytes, variant } = chooseBytes(opts);
-  const mod = new WebAssembly.Module(bytes);
-  const inst = loaderInstantiateSync<Kernels>(mod, imports());
-  current = new Runtime(inst.exports as unknown as Kernels, variant);
+  const rt = instantiate(prepare(opts));
+  rt.setThreads(opts.threads ?? defaultThreads(), !ThreadPool.canStartSync() ? "initSync() cannot start worker threads in a browser (they start once the caller yields): use await init()" : null);
+  current?.dispose();
+  current = rt;
   return current;
 }
 
 /**
- * Instantiates the wasm module (once). Call before using the library in a browser main thread.
+ * Instantiates the wasm module (once) and starts its worker threads. Call before using the library in a browser main
+ * thread.
  * ```ts
- * const rt = await init();
- * console.log(rt.variant); // "simd" or "relaxed-simd"
+ * const rt = await init();            // or init({ threads: 4 })
+ * console.log(rt.variant, rt.threads); // "relaxed-simd" 4
  * ```
  */
 export async function init(opts: InitOptions = {}): Promise<Runtime> {
   checkOptions(opts, "init");
-  if (current && (!opts.variant || opts.variant === current.variant)) return current;
+  if (current && (!opts.variant || opts.variant === current.variant)) {
+    if (opts.threads !== undefined) await current.setThreadsAsync(opts.threads);
+    return current;
+  }
   refuseSwitch(opts, "init");
-  const { bytes, variant } = chooseBytes(opts);
-  const inst = await loaderInstantiate<Kernels>(bytes, imports());
-  // another init() may have finished while this one was instantiating: keep the first runtime (its buffers may
-  // already be in use) unless it is still unused and of another variant
-  if (current && current.variant === variant) return current;
+  const rt = instantiate(prepare(opts));
+  await rt.setThreadsAsync(opts.threads ?? defaultThreads());
+  // another init() may have finished meanwhile: keep the first runtime (its buffers may already be in use) unless it
+  // is still unused and of another variant
+  if (current && current.variant === rt.variant) {
+    rt.dispose();
+    return current;
+  }
   refuseSwitch(opts, "init");
-  current = new Runtime(inst.exports as unknown as Kernels, variant);
+  current?.dispose();
+  current = rt;
   return current;
 }
 
@@ -485,11 +758,12 @@ export function runtime(): Runtime {
 }
 
 /**
- * Instantiates a separate, independent runtime (for tests and benchmarks comparing builds).
- * Objects created by the library use the shared runtime from {@link runtime}, not this one.
+ * Instantiates a separate, independent runtime (for tests and benchmarks comparing builds or thread counts), with
+ * `opts.threads` threads (default 1). Objects created by the library use the shared runtime from {@link runtime}.
  */
 export function createRuntime(opts: InitOptions = {}): Runtime {
-  const { bytes, variant } = chooseBytes(opts);
-  const inst = loaderInstantiateSync<Kernels>(new WebAssembly.Module(bytes), imports());
-  return new Runtime(inst.exports as unknown as Kernels, variant);
+  checkOptions(opts, "createRuntime");
+  const rt = instantiate(prepare(opts));
+  rt.setThreads(opts.threads ?? 1);
+  return rt;
 }

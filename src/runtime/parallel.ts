@@ -1,0 +1,210 @@
+/**
+ * The kernels as the library calls them: the raw exports, with the heavy ones split over the thread pool when it
+ * runs and the call is large enough. Each split gives every output element to exactly one part, computed by the
+ * same code path in the same order as the one-thread kernel, so results are bit-identical for any thread count:
+ *
+ *   f32_gemm_nt, h16_gemm_nt       output columns in blocks of 8          (the *_mt kernels)
+ *   f32_gemm_tn                    rows of the weight gradient, blocks of 4 (f32_gemm_tn_mt)
+ *   f32_gemm_nn, h16_gemm_nn       rows of the input / output, blocks of 4
+ *   f32_attention                  tiles (batch row, KV group, block of queries); scratch per part (f32_attention_mt)
+ *   switching, scatter / gather    ranges of the sorted unique positions (a position belongs to one part)
+ *   f32_lowrank_fuse               rows of W, blocks of 4
+ *
+ * Everything else runs on the calling thread.
+ */
+import type { Kernels } from "./kernels.js";
+import type { ThreadPool } from "./threads.js";
+
+/** The pool and the smallest call worth splitting, read at every call (the pool may be stopped or replaced). */
+export interface ParallelContext {
+  pool: ThreadPool | null;
+  /** Multiply-adds (or positions x 64) below which a call runs on the calling thread alone. */
+  minWork: number;
+  /** An Int32Array over all of memory, current after growth (for the position splits). */
+  i32(): Int32Array;
+}
+
+/** Exports the pool may call, in op order. */
+export const POOL_EXPORTS = [
+  "f32_gemm_nt_mt",
+  "h16_gemm_nt_mt",
+  "f32_gemm_tn_mt",
+  "f32_gemm_nn",
+  "h16_gemm_nn",
+  "f32_attention_mt",
+  "f32_switch_merge",
+  "h16_switch_merge",
+  "f32_gather_scatter_add",
+  "h16_gather_scatter_add",
+  "f32_scatter_set",
+  "h16_scatter_set",
+  "f32_scatter_set_add",
+  "f32_scatter_add",
+  "f32_scatter_sub",
+  "f32_gather",
+  "h16_gather",
+  "f32_lowrank_fuse",
+] as const;
+
+type Fn = (...a: number[]) => unknown;
+
+/** Most parts f32_attention is split into: its scratch holds this many score areas (NQ x maxSeq floats each). */
+export const ATTENTION_PARTS = 8;
+
+/** Start of part t of nt of [0, total) in blocks of blk (assembly/util/gemm.ts partStart). */
+export function partStart(total: number, blk: number, t: number, nt: number): number {
+  const nb = Math.ceil(total / blk);
+  return Math.min(total, Math.floor((nb * t) / nt) * blk);
+}
+
+/** First j in [0, n) with idx[j] >= value (idx ascending, at byte offset ptr), or n. */
+function lowerBound(i32: Int32Array, ptr: number, n: number, value: number): number {
+  let lo = 0;
+  let hi = n;
+  const base = ptr >>> 2;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (i32[base + mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Wraps `raw`: the listed kernels split over `ctx.pool`; every other property is `raw`'s. The wrapper of a kernel
+ * costs one closure call when the pool is off or the call is small.
+ */
+export function parallelKernels(raw: Kernels, ctx: ParallelContext): Kernels {
+  const k = Object.create(raw) as Kernels;
+  const fn = (name: string): Fn => (raw as unknown as Record<string, Fn>)[name];
+  const pool = (work: number): ThreadPool | null => {
+    const p = ctx.pool;
+    return p !== null && p.size > 1 && !p.stopped && work >= ctx.minWork ? p : null;
+  };
+  const run = (p: ThreadPool, name: string, parts: number[][]): void => {
+    p.run(p.op(name), fn(name), parts);
+  };
+  const parts = (nt: number, f: (t: number) => number[]): number[][] => Array.from({ length: nt }, (_, t) => f(t));
+  const define = (name: keyof Kernels, wrapper: Fn): void => {
+    Object.defineProperty(k, name, { value: wrapper, enumerable: true });
+  };
+
+  // ---- dense products
+  define("f32_gemm_nt", (x, w, bias, y, B, K, N, acc) => {
+    const p = N >= 16 && K > 0 ? pool(B * K * N) : null;
+    if (!p) return raw.f32_gemm_nt(x, w, bias, y, B, K, N, acc);
+    const nt = Math.min(p.size, Math.ceil(N / 8));
+    run(p, "f32_gemm_nt_mt", parts(nt, (t) => [x, w, bias, y, B, K, N, acc, t, nt]));
+  });
+  define("h16_gemm_nt", (x, w, bias, y, B, K, N, acc, dtype) => {
+    const p = N >= 16 && K > 0 ? pool(B * K * N) : null;
+    if (!p) return raw.h16_gemm_nt(x, w, bias, y, B, K, N, acc, dtype);
+    const nt = Math.min(p.size, Math.ceil(N / 8));
+    run(p, "h16_gemm_nt_mt", parts(nt, (t) => [x, w, bias, y, B, K, N, acc, dtype, t, nt]));
+  });
+  define("f32_gemm_tn", (gy, x, g, B, N, K, acc) => {
+    const p = N >= 8 && K > 0 ? pool(B * K * N) : null;
+    if (!p) return raw.f32_gemm_tn(gy, x, g, B, N, K, acc);
+    const nt = Math.min(p.size, Math.ceil(N / 4));
+    run(p, "f32_gemm_tn_mt", parts(nt, (t) => [gy, x, g, B, N, K, acc, t, nt]));
+  });
+  const rowsNn = (name: "f32_gemm_nn" | "h16_gemm_nn") => (a: number, w: number, y: number, B: number, N: number, K: number, acc: number, ...rest: number[]) => {
+    const p = B >= 8 && K > 0 ? pool(B * K * N) : null;
+    if (!p) return fn(name)(a, w, y, B, N, K, acc, ...rest);
+    const nt = Math.min(p.size, Math.ceil(B / 4));
+    run(
+      p,
+      name,
+      parts(nt, (t) => {
+        const b0 = partStart(B, 4, t, nt);
+        const b1 = partStart(B, 4, t + 1, nt);
+        return [a + b0 * N * 4, w, y + b0 * K * 4, b1 - b0, N, K, acc, ...rest];
+      }),
+    );
+  };
+  define("f32_gemm_nn", rowsNn("f32_gemm_nn") as Fn);
+  define("h16_gemm_nn", rowsNn("h16_gemm_nn") as Fn);
+
+  // ---- attention: the caller's scratch holds one area per part, for up to ATTENTION_PARTS parts whatever the
+  // thread count (so a scratch allocated before the thread count changes still fits)
+  define("f32_attention_scratch", (T, maxSeq, headDim) => raw.f32_attention_scratch(T, maxSeq, headDim) * ATTENTION_PARTS);
+  define("f32_attention", (q, qStride, kc, vc, out, outStride, B, T, past, nHeads, nKv, headDim, maxSeq, scale, window, keyMask, scratch) => {
+    const p = pool(B * T * nHeads * (past + T) * headDim);
+    const tiles = B * nKv * Math.ceil((T * (nHeads / nKv)) / raw.f32_attention_scratch(1, 1, 1)); // NQ queries per tile
+    if (!p || tiles < 2) return raw.f32_attention(q, qStride, kc, vc, out, outStride, B, T, past, nHeads, nKv, headDim, maxSeq, scale, window, keyMask, scratch);
+    const nt = Math.min(p.size, tiles, ATTENTION_PARTS);
+    run(p, "f32_attention_mt", parts(nt, (t) => [q, qStride, kc, vc, out, outStride, B, T, past, nHeads, nKv, headDim, maxSeq, scale, window, keyMask, scratch, t, nt]));
+  });
+
+  // ---- positions: ranges of sorted unique positions
+  /** A kernel over nnz positions whose per-position arrays are at `arrays` (argument index, bytes per element). */
+  const byPositions = (name: string, nnzArg: number, arrays: readonly (readonly [number, number])[]) => (...args: number[]) => {
+    const nnz = args[nnzArg];
+    const p = nnz >= 64 ? pool(nnz * 64) : null;
+    if (!p) return fn(name)(...args);
+    const nt = Math.min(p.size, Math.ceil(nnz / 8));
+    run(
+      p,
+      name,
+      parts(nt, (t) => {
+        const j0 = partStart(nnz, 8, t, nt);
+        const j1 = partStart(nnz, 8, t + 1, nt);
+        const a = args.slice();
+        for (const [i, bytes] of arrays) a[i] = args[i] + j0 * bytes;
+        a[nnzArg] = j1 - j0;
+        return a;
+      }),
+    );
+  };
+  define("f32_gather_scatter_add", byPositions("f32_gather_scatter_add", 5, [[1, 4], [2, 4], [3, 4]]));
+  define("h16_gather_scatter_add", byPositions("h16_gather_scatter_add", 5, [[1, 4], [2, 2], [3, 4]]));
+  define("f32_scatter_set", byPositions("f32_scatter_set", 3, [[1, 4], [2, 4]]));
+  define("h16_scatter_set", byPositions("h16_scatter_set", 3, [[1, 4], [2, 2]]));
+  define("f32_scatter_set_add", byPositions("f32_scatter_set_add", 5, [[1, 4], [2, 4], [3, 4]]));
+  define("f32_scatter_add", byPositions("f32_scatter_add", 4, [[1, 4], [2, 4]]));
+  define("f32_scatter_sub", byPositions("f32_scatter_sub", 4, [[1, 4], [2, 4]]));
+  define("f32_gather", byPositions("f32_gather", 3, [[1, 4], [2, 4]]));
+  define("h16_gather", byPositions("h16_gather", 3, [[1, 4], [2, 2]]));
+
+  /** The single-sweep switch A -> B: parts own ranges of position values (cut at B's or A's quantiles). */
+  const merge = (name: "f32_switch_merge" | "h16_switch_merge", savedBytes: number) => (w: number, idxA: number, savedA: number, nA: number, idxB: number, savedB: number, vB: number, scale: number, nB: number, ...rest: number[]) => {
+    const p = nA + nB >= 64 ? pool((nA + nB) * 64) : null;
+    if (!p) return fn(name)(w, idxA, savedA, nA, idxB, savedB, vB, scale, nB, ...rest);
+    const i32 = ctx.i32();
+    const [cutIdx, cutN] = nB >= nA ? [idxB, nB] : [idxA, nA];
+    const nt = Math.min(p.size, Math.ceil(cutN / 8));
+    // cut[t]: the smallest position of part t (part 0 from -inf, the last to +inf)
+    const cut = Array.from({ length: nt + 1 }, (_, t) => (t === 0 ? -Infinity : t === nt ? Infinity : i32[(cutIdx >>> 2) + partStart(cutN, 8, t, nt)]));
+    const at = (idx: number, n: number, v: number) => (v === -Infinity ? 0 : v === Infinity ? n : lowerBound(i32, idx, n, v));
+    run(
+      p,
+      name,
+      parts(nt, (t) => {
+        const a0 = at(idxA, nA, cut[t]);
+        const a1 = at(idxA, nA, cut[t + 1]);
+        const b0 = at(idxB, nB, cut[t]);
+        const b1 = at(idxB, nB, cut[t + 1]);
+        return [w, idxA + a0 * 4, savedA + a0 * savedBytes, a1 - a0, idxB + b0 * 4, savedB + b0 * savedBytes, vB + b0 * 4, scale, b1 - b0, ...rest];
+      }),
+    );
+  };
+  define("f32_switch_merge", merge("f32_switch_merge", 4) as Fn);
+  define("h16_switch_merge", merge("h16_switch_merge", 2) as Fn);
+
+  // ---- LoRA's fused switch: W[N,K] += scale * B[N,r] A[r,K] by rows of W
+  define("f32_lowrank_fuse", (w, bm, a, scale, N, K, r) => {
+    const p = N >= 8 && r > 0 ? pool(N * K * r) : null;
+    if (!p) return raw.f32_lowrank_fuse(w, bm, a, scale, N, K, r);
+    const nt = Math.min(p.size, Math.ceil(N / 4));
+    run(
+      p,
+      "f32_lowrank_fuse",
+      parts(nt, (t) => {
+        const n0 = partStart(N, 4, t, nt);
+        const n1 = partStart(N, 4, t + 1, nt);
+        return [w + n0 * K * 4, bm + n0 * r * 4, a, scale, n1 - n0, K, r];
+      }),
+    );
+  });
+  return k;
+}

@@ -7,8 +7,8 @@
 // `scratch` points to f32_sddmm_csr_scratch(B, K, N) floats the kernel may use.
 //
 // B == 1 (no scratch): one product per position, the twin's order exactly (bit-identical).
-// B >= 2 (scratch = (K + min(N, 64)) * Bp floats, Bp = B rounded up to 4): x is transposed once into
-// xT[K, Bp], and gy one block of 64 CSR rows (ROW_BLOCK) at a time into gyT[64, Bp] (util/pack.ts, zero padded),
+// B >= 2 (scratch = (K + min(N, 16)) * Bp floats, Bp = B rounded up to 4): x is transposed once into
+// xT[K, Bp], and gy one block of 16 CSR rows (ROW_BLOCK) at a time into gyT[16, Bp] (util/pack.ts, zero padded),
 // so both factors of every position are contiguous batch vectors; 4 positions of a row run together (4
 // accumulators, the gy vector loaded once for the 4), reduced by one hsum4 into a v128 of g (the SDDMM layout of
 // "sampled dense-dense" kernels: dot products along the dense dimension, here the batch):
@@ -22,15 +22,16 @@
 // Why gy is packed by blocks of rows: the CSR rows are visited in order, so a row's gy vector is needed only while
 // its block runs, whereas the columns of a row are arbitrary, so xT is needed whole. Packing gyT whole doubled the
 // scratch for a square layer ((N + K) * Bp: at B = 64 and N = K = 1024, 512 KiB, twice the input gradient the
-// backward allocates next, and the peak of a training step). Every position's dot product still runs over the same
+// backward allocates next, and the peak of a training step; now 260 KiB). Every position's dot product still runs over the same
 // two vectors in the same order, so the result is bit-identical to packing gyT whole (assembly/__tests__/sparse.spec.ts
 // keeps that form as a reference and checks it bit for bit, with blocks crossed).
 
 import { packTransposed } from "./util/pack";
 import { madd, hsum4, hsum1 } from "./util/simd";
 
-/** CSR rows whose gy vectors are packed together (a gyT block of ROW_BLOCK * Bp floats: 16 KiB at B = 64). */
-const ROW_BLOCK: i32 = 64;
+/** CSR rows whose gy vectors are packed together (a gyT block of ROW_BLOCK * Bp floats: 4 KiB at B = 64;
+ * the block size does not change the speed measurably: 16, 64 and whole were within noise of each other). */
+const ROW_BLOCK: i32 = 16;
 
 export function f32_sddmm_csr_scratch(B: i32, K: i32, N: i32): i32 {
   return B <= 1 ? 0 : (K + min(N, ROW_BLOCK)) * ((B + 3) & ~3);

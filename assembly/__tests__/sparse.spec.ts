@@ -161,10 +161,10 @@ describe("f32_sddmm_csr", () => {
     }
   });
 
-  it("is bit-identical to the kernel that packed gyT whole, across row blocks of 64 (N = 63..200)", () => {
+  it("is bit-identical to the kernel that packed gyT whole, across row blocks of 16 (N = 15..200)", () => {
     // the blocked kernel must give every position the same dot product as before: compare with that kernel's code
-    // (sddmmWhole below), with N crossing the 64-row blocks, batches around the lane width, dense and sparse rows
-    const NS: i32[] = [63, 64, 65, 127, 129, 200];
+    // (sddmmWhole below), with N around and across the 16-row blocks, batches around the lane width, dense and sparse rows
+    const NS: i32[] = [15, 16, 17, 63, 65, 200];
     const BS: i32[] = [2, 3, 5, 8, 17, 64];
     const KS: i32[] = [1, 7, 100];
     let seed: u32 = 7000;
@@ -199,11 +199,12 @@ describe("f32_sddmm_csr", () => {
     expect<i32>(cases).toBe(108);
   });
 
-  it("needs no scratch at B = 1 and (K + min(N, 64)) * roundup(B, 4) floats otherwise", () => {
+  it("needs no scratch at B = 1 and (K + min(N, 16)) * roundup(B, 4) floats otherwise", () => {
     expect<i32>(f32_sddmm_csr_scratch(1, 100, 7)).toBe(0);
     expect<i32>(f32_sddmm_csr_scratch(5, 100, 7)).toBe(107 * 8);
-    expect<i32>(f32_sddmm_csr_scratch(64, 1024, 1024)).toBe((1024 + 64) * 64);
+    expect<i32>(f32_sddmm_csr_scratch(64, 1024, 1024)).toBe((1024 + 16) * 64);
     expect<i32>(f32_sddmm_csr_scratch(64, 784, 10)).toBe((784 + 10) * 64);
+    expect<i32>(f32_sddmm_csr_scratch(3, 1, 300)).toBe((1 + 16) * 4);
   });
 
   it("computes g[j] = scale * sum_b gy[b, row_j] x[b, col_j] (a known case)", () => {

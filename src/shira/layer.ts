@@ -745,7 +745,8 @@ export class ShiraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
     if (trainable.length) {
       // xᵀ whole plus a block of gyᵀ rows (see assembly/sddmm.ts); on a Conv1D the kernel's rows are the inputs
       const need = t ? k.f32_sddmm_csr_scratch(B, N, K) : k.f32_sddmm_csr_scratch(B, K, N);
-      const scratch = need > 0 ? rt.allocF32(need) : null;
+      // not zero-filled: the kernel packs (writes) every float of it that it reads
+      const scratch = need > 0 ? rt.allocF32Uninit(need, "masked-matmul scratch") : null;
       try {
         for (const [a, coef] of trainable) {
           const g = a.weight.ensureGrad().ptr;

@@ -6,6 +6,60 @@
 import { f32_spmm_csr, f32_spmm_csr_scalar, f32_spmm_csr_scratch } from "../spmm";
 import { f32_sddmm_csr, f32_sddmm_csr_scalar, f32_sddmm_csr_scratch } from "../sddmm";
 import { allocRandom, allocCopy, allocAbs, allocZero, bitDiffs, boundDiffs, Positions, U32 } from "./helpers";
+import { packTransposed } from "../util/pack";
+import { madd, hsum4, hsum1 } from "../util/simd";
+
+/**
+ * f32_sddmm_csr for B >= 2 as it was before gy was packed by blocks of rows (kept here as the reference the
+ * blocked kernel must equal bit for bit): gyT[N, Bp] and xT[K, Bp] packed whole into `scratch` ((N + K) * Bp floats).
+ */
+function sddmmWhole(gy: usize, x: usize, rowPtr: usize, idx: usize, rowLen: i32, g: usize, scale: f32, B: i32, K: i32, N: i32, acc: i32, scratch: usize): void {
+  const Bp = (B + 3) & ~3;
+  const gyT = scratch, xT = scratch + (<usize>N * <usize>Bp << 2);
+  packTransposed(gy, <usize>N << 2, B, N, gyT, Bp);
+  packTransposed(x, <usize>K << 2, B, K, xT, Bp);
+  const rs = <usize>Bp << 2;
+  const sv = f32x4.splat(scale);
+  for (let n = 0; n < N; n++) {
+    let j = load<i32>(rowPtr + (<usize>n << 2));
+    const j1 = load<i32>(rowPtr + (<usize>n << 2), 4);
+    const gr = gyT + <usize>n * rs;
+    const ge = gr + rs;
+    const xn = xT - <usize>n * <usize>rowLen * rs;
+    for (; j + 4 <= j1; j += 4) {
+      const cp = idx + (<usize>j << 2);
+      let p0 = xn + <usize>load<i32>(cp) * rs, p1 = xn + <usize>load<i32>(cp, 4) * rs;
+      let p2 = xn + <usize>load<i32>(cp, 8) * rs, p3 = xn + <usize>load<i32>(cp, 12) * rs;
+      let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+      for (let q = gr; q < ge; q += 16) {
+        const v = v128.load(q);
+        a0 = madd(v, v128.load(p0), a0);
+        a1 = madd(v, v128.load(p1), a1);
+        a2 = madd(v, v128.load(p2), a2);
+        a3 = madd(v, v128.load(p3), a3);
+        p0 += 16;
+        p1 += 16;
+        p2 += 16;
+        p3 += 16;
+      }
+      const gp = g + (<usize>j << 2);
+      let r = f32x4.mul(sv, hsum4(a0, a1, a2, a3));
+      if (acc) r = f32x4.add(v128.load(gp), r);
+      v128.store(gp, r);
+    }
+    for (; j < j1; j++) {
+      let p = xn + <usize>load<i32>(idx + (<usize>j << 2)) * rs;
+      let a = f32x4.splat(0);
+      for (let q = gr; q < ge; q += 16) {
+        a = madd(v128.load(q), v128.load(p), a);
+        p += 16;
+      }
+      const gp = g + (<usize>j << 2);
+      const r = scale * hsum1(a);
+      store<f32>(gp, acc ? load<f32>(gp) + r : r);
+    }
+  }
+}
 
 const BATCHES: i32[] = [1, 2, 3, 4, 5, 8, 9, 16, 17, 33];
 const SHAPES: i32[] = [1, 1, 3, 5, 17, 65, 64, 33, 5, 300]; // (N, K) pairs
@@ -105,6 +159,52 @@ describe("f32_sddmm_csr", () => {
         }
       }
     }
+  });
+
+  it("is bit-identical to the kernel that packed gyT whole, across row blocks of 16 (N = 15..200)", () => {
+    // the blocked kernel must give every position the same dot product as before: compare with that kernel's code
+    // (sddmmWhole below), with N around and across the 16-row blocks, batches around the lane width, dense and sparse rows
+    const NS: i32[] = [15, 16, 17, 63, 65, 200];
+    const BS: i32[] = [2, 3, 5, 8, 17, 64];
+    const KS: i32[] = [1, 7, 100];
+    let seed: u32 = 7000;
+    let cases = 0;
+    for (let in_ = 0; in_ < NS.length; in_++) {
+      for (let ib = 0; ib < BS.length; ib++) {
+        for (let ik = 0; ik < KS.length; ik++) {
+          const B = BS[ib], N = NS[in_], K = KS[ik];
+          const acc = <i32>(seed & 1);
+          const pos = new Positions(N, K, max(1, (N * K) / 3), seed);
+          const nnz = pos.nnz;
+          const gy = allocRandom(B * N, seed + 1), x = allocRandom(B * K, seed + 2), g0 = allocRandom(nnz, seed + 3);
+          const g1 = allocCopy(g0, nnz), g2 = allocCopy(g0, nnz);
+          const scratch = allocZero(f32_sddmm_csr_scratch(B, K, N));
+          const whole = allocZero((N + K) * ((B + 3) & ~3));
+          f32_sddmm_csr(gy, x, pos.rowPtr, pos.flat, K, g1, 1.25, B, K, N, acc, scratch);
+          sddmmWhole(gy, x, pos.rowPtr, pos.flat, K, g2, 1.25, B, K, N, acc, whole);
+          expect<i32>(bitDiffs(g1, g2, nnz)).toBe(0);
+          heap.free(gy);
+          heap.free(x);
+          heap.free(g0);
+          heap.free(g1);
+          heap.free(g2);
+          heap.free(scratch);
+          heap.free(whole);
+          pos.free();
+          seed += 17;
+          cases++;
+        }
+      }
+    }
+    expect<i32>(cases).toBe(108);
+  });
+
+  it("needs no scratch at B = 1 and (K + min(N, 16)) * roundup(B, 4) floats otherwise", () => {
+    expect<i32>(f32_sddmm_csr_scratch(1, 100, 7)).toBe(0);
+    expect<i32>(f32_sddmm_csr_scratch(5, 100, 7)).toBe(107 * 8);
+    expect<i32>(f32_sddmm_csr_scratch(64, 1024, 1024)).toBe((1024 + 16) * 64);
+    expect<i32>(f32_sddmm_csr_scratch(64, 784, 10)).toBe((784 + 10) * 64);
+    expect<i32>(f32_sddmm_csr_scratch(3, 1, 300)).toBe((1 + 16) * 4);
   });
 
   it("computes g[j] = scale * sum_b gy[b, row_j] x[b, col_j] (a known case)", () => {

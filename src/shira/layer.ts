@@ -743,8 +743,10 @@ export class ShiraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
     // value gradients first (masked matmul), so its scratch is freed before dL/dx is allocated (lower peak memory)
     const trainable = withCoef.filter(([a]) => a.weight.requiresGrad);
     if (trainable.length) {
-      const need = k.f32_sddmm_csr_scratch(B, K, N); // (K + N) * Bp: the same either way round
-      const scratch = need > 0 ? rt.allocF32(need) : null;
+      // xᵀ whole plus a block of gyᵀ rows (see assembly/sddmm.ts); on a Conv1D the kernel's rows are the inputs
+      const need = t ? k.f32_sddmm_csr_scratch(B, N, K) : k.f32_sddmm_csr_scratch(B, K, N);
+      // not zero-filled: the kernel packs (writes) every float of it that it reads
+      const scratch = need > 0 ? rt.allocF32Uninit(need, "masked-matmul scratch") : null;
       try {
         for (const [a, coef] of trainable) {
           const g = a.weight.ensureGrad().ptr;

@@ -948,7 +948,9 @@ export class ShiraModel {
   /**
    * Prepares training in fused form: the active adapters are fused into the weights (exact base values kept),
    * so forward and input gradients use the dense kernels. Returns a function that restores the previous
-   * fused/unfused state exactly. Called by `train()`.
+   * fused/unfused state exactly. Called by `train()`. The kept base values cost 4 bytes per adapter value while
+   * training lasts (2 on a half base); `forward`/`backward` without it train unfused, saving those bytes for the
+   * time of the sparse products (see docs/shira-model.md, "Memory").
    */
   beginTraining(): () => void {
     this.#guard("train");

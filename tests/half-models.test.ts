@@ -15,8 +15,10 @@ import {
   getPeftModel,
   manualSeed,
   HalfEmbedding,
+  HalfConv1D,
   HalfLinear,
   HalfWeight,
+  Conv1D,
   Linear,
   Tensor,
   bf16ToF32,
@@ -38,7 +40,9 @@ import { TRANSFORMERS, TRANSFORMERS_EXTRA, readExpected } from "./helpers/transf
 type Half = "bf16" | "f16";
 const ROUND: Record<Half, (x: number) => number> = { bf16: (x) => bf16ToF32(f32ToBf16(x)), f16: (x) => f16ToF32(f32ToF16(x)) };
 const STORED = { bf16: "BF16", f16: "F16" } as const;
-const FAMILIES = ["llama", "qwen2", "opt"] as const;
+const FAMILIES = ["llama", "qwen2", "opt", "gpt2"] as const;
+/** Module names of the tensors that stay f32 in a half model (norms, biases, learned positions, OPT's projections). */
+const F32_NAMES = /norm|bias|embed_positions|wpe|\.ln_(1|2|f)\.|project_(in|out)/;
 
 function logitsOf(model: DecoderModel, ids: number[][], opts: Parameters<DecoderModel["forward"]>[1] = {}): Float32Array {
   const t = model.forward(ids, opts);
@@ -92,9 +96,16 @@ describe("half-precision decoder weights: bit-identical to the f32 model with ro
           assert.ok(half.lmHead instanceof HalfLinear);
           const halfNames = Object.keys(half.halfStateDict());
           // every dense layer of the layers, the embedding and the head are half; norms, biases and positions f32
-          assert.ok(halfNames.some((n) => /embed_tokens\.weight$/.test(n)) && halfNames.includes("lm_head.weight"));
-          assert.ok(halfNames.every((n) => !/norm|bias|embed_positions/.test(n)), halfNames.join(", "));
-          assert.ok(Object.keys(half.stateDict()).every((n) => /norm|bias|embed_positions|project_(in|out)/.test(n)), Object.keys(half.stateDict()).join(", "));
+          assert.ok(halfNames.some((n) => /(embed_tokens|wte)\.weight$/.test(n)) && halfNames.includes("lm_head.weight"));
+          assert.ok(halfNames.every((n) => !F32_NAMES.test(n)), halfNames.join(", "));
+          assert.ok(Object.keys(half.stateDict()).every((n) => F32_NAMES.test(n)), Object.keys(half.stateDict()).join(", "));
+          if (fam === "gpt2") {
+            // GPT-2's Conv1D layers are HalfConv1D, their weights stored [in, out] as in the file
+            const c = half.getSubmodule("transformer.h.0.attn.c_attn");
+            assert.ok(c instanceof HalfConv1D && c.dtype === dtype);
+            assert.deepEqual(c.weightBits.shape, [64, 192]);
+            assert.equal(String(c), `HalfConv1D(nf=192, nx=64, dtype=${dtype})`);
+          }
           // prompt logits
           const prompt = exp.ids("input_ids");
           assertBits(logitsOf(half, prompt), logitsOf(ref, prompt), "prompt logits");
@@ -194,7 +205,7 @@ describe("half-precision decoder weights: bit-identical to the f32 model with ro
     for (const fam of FAMILIES) {
       const lm = await AutoModelForCausalLM.fromPretrained(join(TRANSFORMERS, fam, "model"), { dtype: "bf16" });
       try {
-        const embed = lm.getSubmodule(fam === "opt" ? "model.decoder.embed_tokens" : "model.embed_tokens");
+        const embed = lm.getSubmodule(fam === "opt" ? "model.decoder.embed_tokens" : fam === "gpt2" ? "transformer.wte" : "model.embed_tokens");
         assert.ok(embed instanceof HalfEmbedding);
         const head = lm.lmHead as HalfLinear;
         assert.equal(head.weightBits === embed.weight, lm.config.tieWordEmbeddings, fam);
@@ -348,7 +359,7 @@ describe("training on a half-precision base", () => {
   for (const fam of FAMILIES) {
     it(`${fam}: LoRA and SHiRA adapters on the bf16 base get the loss and gradients of the rounded f32 model`, async () => {
       const dir = join(TRANSFORMERS, fam, "model");
-      const targets = ["q_proj", "v_proj", fam === "opt" ? "fc2" : "down_proj"];
+      const targets = fam === "gpt2" ? ["c_attn", "c_proj"] : ["q_proj", "v_proj", fam === "opt" ? "fc2" : "down_proj"];
       for (const kind of ["lora", "shira"] as const) {
         const { half, ref } = await pair(dir, "bf16");
         try {
@@ -446,6 +457,63 @@ describe("HalfLinear and HalfEmbedding", () => {
   });
 });
 
+describe("HalfConv1D (GPT-2's Conv1D over a half weight)", () => {
+  it("forward and backward equal a Conv1D holding the widened [in, out] weight, bit for bit; clone copies; free frees", () => {
+    const rt = runtime();
+    const blocks0 = rt.liveBlocks;
+    for (const dtype of ["bf16", "f16"] as const) {
+      for (const [K, N, B] of [[1, 1, 1], [7, 5, 3], [64, 33, 9], [130, 70, 17]]) {
+        const h = new HalfConv1D(N, K, { dtype });
+        assert.deepEqual(h.weightBits.shape, [K, N]);
+        const w = Float32Array.from({ length: K * N }, (_, i) => Math.sin(i * 1.3) * 0.4);
+        h.weightBits.setFromF32(w);
+        h.bias!.data.set(Float32Array.from({ length: N }, (_, i) => (i - 3) / 9));
+        const conv = new Conv1D(N, K, { init: false });
+        conv.weight.data.set(w.map(ROUND[dtype]));
+        conv.bias!.data.set(h.bias!.data);
+        assertBits(h.weightF32(), conv.weight.toArray(), "widened weight");
+        assert.equal(h.weightBytes, N * K * 2);
+        h.train();
+        conv.train();
+        const x = Tensor.from(Float32Array.from({ length: B * K }, (_, i) => Math.cos(i * 0.9) * 2), [B, K]);
+        const y1 = h.forward(x);
+        const y2 = conv.forward(x);
+        assertBits(y1.toArray(), y2.toArray(), `forward ${K}x${N}x${B}`);
+        const gy = Tensor.from(Float32Array.from({ length: B * N }, (_, i) => Math.sin(i * 0.37)), [B, N]);
+        conv.weight.requiresGrad = false;
+        const g1 = h.backward(gy);
+        const g2 = conv.backward(gy);
+        assertBits(g1.toArray(), g2.toArray(), `backward ${K}x${N}x${B}`);
+        assertBits(h.bias!.grad!.toArray(), conv.bias!.grad!.toArray(), "bias grad");
+        const c = h.clone();
+        assert.notEqual(c.weightPtr, h.weightPtr);
+        assert.deepEqual(c.bitsView().slice(), h.bitsView().slice());
+        assert.deepEqual(Array.from(c.bias!.data), Array.from(h.bias!.data));
+        for (const t of [x, y1, y2, gy, g1, g2]) t.free();
+        for (const m of [h, conv, c]) m.free();
+        assert.throws(() => h.weightPtr, { code: "USE_AFTER_FREE" });
+      }
+    }
+    assert.equal(rt.liveBlocks, blocks0, "every block freed");
+  });
+
+  it("refuses bad arguments and a trainable weight with typed errors", () => {
+    assert.throws(() => new HalfConv1D(0, 4, { dtype: "bf16" }), { code: "SHAPE_MISMATCH", message: /nf must be a positive integer, got 0/ });
+    assert.throws(() => new HalfConv1D(4, 4, { dtype: "f32" as never }), { code: "CONFIG_INVALID", message: /HalfConv1D: dtype must be "bf16" or "f16", got "f32"/ });
+    assert.throws(() => new HalfConv1D(4, 4, null as never), { code: "CONFIG_INVALID" });
+    const h = new HalfConv1D(3, 5, { dtype: "f16" });
+    const bad = Tensor.zeros([2, 3]);
+    assert.throws(() => h.forward(bad), { code: "SHAPE_MISMATCH", message: /does not end in nx = 5/ });
+    h.train();
+    const x = Tensor.zeros([2, 5]);
+    const y = h.forward(x);
+    h.weightBits.requiresGrad = true;
+    assert.throws(() => h.backward(y), { code: "MODEL_UNSUPPORTED", message: /f16 weight asks for a gradient/ });
+    for (const t of [bad, x, y]) t.free();
+    h.free();
+  });
+});
+
 describe("half-precision loading errors", () => {
   it("the 4 GiB check counts 2 bytes per half weight: a Qwen2.5-1.5B config is refused in f32 only", () => {
     const cfg = { model_type: "qwen2", vocab_size: 151936, hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28, num_attention_heads: 12, num_key_value_heads: 2, tie_word_embeddings: true };
@@ -454,14 +522,10 @@ describe("half-precision loading errors", () => {
     assert.throws(() => AutoModelForCausalLM.fromConfig({ ...cfg, num_hidden_layers: 56 }, { dtype: "bf16" }), { code: "OUT_OF_MEMORY", message: /of half-precision weights/ });
   });
 
-  it("GPT-2 with a half dtype is a ConfigError naming the reason; a bad dtype is CONFIG_INVALID", async () => {
+  it("a bad dtype is CONFIG_INVALID, and nothing is allocated", async () => {
     const live0 = runtime().liveBytes;
-    await assert.rejects(AutoModelForCausalLM.fromPretrained(join(TRANSFORMERS, "gpt2", "model"), { dtype: "bf16" }), {
-      name: "ConfigError",
-      code: "MODEL_UNSUPPORTED",
-      message: /gpt2: dtype "bf16" is not supported: its Conv1D layers/,
-    });
     await assert.rejects(AutoModelForCausalLM.fromPretrained(join(TRANSFORMERS, "llama", "model"), { dtype: "fp16" as never }), { code: "CONFIG_INVALID", message: /dtype must be "f32", "bf16" or "f16", got "fp16"/ });
+    await assert.rejects(AutoModelForCausalLM.fromPretrained(join(TRANSFORMERS, "gpt2", "model"), { dtype: "F16" as never }), { code: "CONFIG_INVALID", message: /got "F16"/ });
     assert.equal(runtime().liveBytes, live0, "nothing leaked");
   });
 });

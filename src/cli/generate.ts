@@ -1,5 +1,5 @@
 /**
- * `shira generate --model DIR [--dtype f32|bf16|f16] --adapter NAME=DIR ... --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME]`:
+ * `shira generate --model DIR [--dtype DTYPE] --adapter NAME=DIR ... --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME]`:
  * loads a Hugging Face checkpoint folder (in its stored dtype unless `--dtype` says otherwise) and its tokenizer, loads PEFT SHiRA adapters onto it, and streams the
  * generated text, switching the fused adapter at the given token counts. Reports tokens/s and switch times.
  * And `describeCheckpoint(dir)` for `shira inspect DIR` on a model folder (headers only, no weights read).

@@ -6,7 +6,7 @@
  *   shira bench [switch|kernels|train|model|lm|half|all] [--out DIR] [--quick] [--json]
  *   shira inspect <adapter dir | adapter_model.safetensors | model dir> [--base FILE] [--json]
  *   shira merge --base FILE --adapter DIR [--weight W] [--adapter DIR2 --weight W2 ...] --out FILE
- *   shira generate --model DIR [--dtype f32|bf16|f16] [--adapter NAME=DIR ...] --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME ...]
+ *   shira generate --model DIR [--dtype DTYPE] [--adapter NAME=DIR ...] --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME ...]
  *
  * Exit codes: 0 ok, 1 failure (one clear line, no stack trace), 2 usage error. With `--json`, an error is also printed
  * on stdout as `{"error": {"code", "message"}}`. A closed stdout (`shira inspect ... | head -1`) ends the command
@@ -231,7 +231,7 @@ const COMMANDS = new Map<string, Command>(Object.entries({
   },
   generate: {
     summary: "stream text from a Hugging Face checkpoint, with SHiRA adapters switched between tokens",
-    usage: "shira generate --model DIR [--dtype f32|bf16|f16] [--adapter NAME=DIR ...] --prompt TEXT [--chat] [--max-new-tokens N] [--switch-at TOKEN:NAME ...] [--sample [--temperature T] [--top-k K] [--top-p P] [--seed N]] [--json]",
+    usage: "shira generate --model DIR [--dtype DTYPE] [--adapter NAME=DIR ...] --prompt TEXT [--chat] [--max-new-tokens N] [--switch-at TOKEN:NAME ...] [--sample [--temperature T] [--top-k K] [--top-p P] [--seed N]] [--json]",
     options: {
       model: { value: true, placeholder: "DIR", help: "a checkpoint folder (config.json, model.safetensors, tokenizer.json)" },
       dtype: { value: true, placeholder: "DTYPE", help: "weights in memory: f32, bf16 or f16 (default: the checkpoint's stored dtype)" },

@@ -98,19 +98,21 @@ export function checkModelDtype(dtype: unknown, what: string): ModelDtype {
 }
 
 /**
- * The state-dict names of the weights a model of `config` keeps half-precision under a half `dtype`: the token
- * embedding, every dense layer's weight in the layers, and the head when it is not tied to the embedding (a tied
- * head shares the embedding's table). The default dtype of `fromPretrained` looks at these tensors' stored dtype.
+ * Whether `name` is the state-dict name of a weight a model of `config` keeps half-precision under a half `dtype`:
+ * the token embedding, a dense layer's weight in the layers, or the head when it is not tied to the embedding (a
+ * tied head shares the embedding's table). O(1): the default dtype of `fromPretrained` asks it for every
+ * checkpoint key.
  */
-export function halfTensorNames(config: DecoderConfig, family: DecoderFamily): Set<string> {
-  const name = (role: GlobalRole) => family.globals.find(([r]) => r === role)?.[1];
-  const out = new Set<string>([`${family.root}.${name("embed")}.weight`]);
-  const layers = name("layers");
-  for (let l = 0; l < config.numLayers; l++) {
-    for (const [role, path] of family.layer) if (role !== "attnNorm" && role !== "mlpNorm") out.add(`${family.root}.${layers}.${l}.${path}.weight`);
-  }
-  if (!config.tieWordEmbeddings) out.add("lm_head.weight");
-  return out;
+export function isHalfTensorName(name: string, config: DecoderConfig, family: DecoderFamily): boolean {
+  if (name === "lm_head.weight") return !config.tieWordEmbeddings;
+  const global = (role: GlobalRole) => family.globals.find(([r]) => r === role)?.[1];
+  const root = family.root + ".";
+  if (!name.startsWith(root) || !name.endsWith(".weight")) return false;
+  const rest = name.slice(root.length, -".weight".length);
+  if (rest === global("embed")) return true;
+  const m = /^([^.]+)\.(\d+)\.(.+)$/.exec(rest);
+  if (!m || m[1] !== global("layers") || Number(m[2]) >= config.numLayers || String(Number(m[2])) !== m[2]) return false;
+  return family.layer.some(([role, path]) => path === m[3] && role !== "attnNorm" && role !== "mlpNorm");
 }
 
 type DenseLayer = Module & { inFeatures: number; outFeatures: number };

@@ -23,7 +23,7 @@ import { Tensor } from "../nn/tensor.js";
 import type { HalfTensor } from "../nn/module.js";
 import { HalfWeight } from "../nn/half.js";
 import { minParameterCount, parseConfig, SUPPORTED_MODEL_TYPES, type DecoderConfig } from "./config.js";
-import { DecoderModel, checkModelDtype, halfTensorNames, type ModelDtype } from "./decoder.js";
+import { DecoderModel, checkModelDtype, isHalfTensorName, type ModelDtype } from "./decoder.js";
 import type { DecoderFamily } from "./family.js";
 import { FAMILIES } from "./families/index.js";
 import { openCheckpoint, type CheckpointFiles, type CheckpointSource } from "./source.js";
@@ -200,11 +200,10 @@ function targetOf(key: string, root: string, has: (name: string) => boolean): st
  * positions (always f32 in memory) and `config.json`'s `torch_dtype` do not take part.
  */
 export function storedDtype(config: DecoderConfig, family: DecoderFamily, keys: Iterable<[string, string]>): ModelDtype {
-  const names = halfTensorNames(config, family);
   const seen = new Set<string>();
   for (const [key, dtype] of keys) {
     if (family.ignoreKeys.some((re) => re.test(key))) continue;
-    if (targetOf(key, family.root, (n) => names.has(n)) !== null) seen.add(dtype);
+    if (targetOf(key, family.root, (n) => isHalfTensorName(n, config, family)) !== null) seen.add(dtype);
   }
   if (seen.size !== 1) return "f32";
   const [only] = seen;
@@ -252,6 +251,7 @@ async function load(source: CheckpointSource, opts: FromPretrainedOptions, signa
   const { shards, keyFile } = await openWeights(files, signal);
   let model: DecoderModel | null = null;
   try {
+    // the default dtype from the headers; an f32 model must pass the size check with 4 bytes per weight
     const dtype = opts.dtype ?? storedDtype(config, family, [...keyFile].map(([key, shard]) => [key, shard.st.entry(key).dtype] as [string, string]));
     if (opts.dtype === undefined && dtype === "f32") parseConfig(rawConfig, { bytesPerWeight: 4 });
     // a config that describes far more weights than the files hold cannot match them: refuse before allocating the

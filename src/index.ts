@@ -39,15 +39,17 @@ export {
   LayerNorm,
   Embedding,
   HalfLinear,
+  HalfConv1D,
   HalfEmbedding,
   HalfWeight,
+  isHalfDense,
   nllLoss,
   crossEntropy,
   mseLoss,
   Rng,
   manualSeed,
 } from "./nn/index.js";
-export type { TensorLike, StateDictSource, LoadStateDictOptions, LoadStateDictResult, LinearOptions, Conv1DOptions, DenseLayer, LayerNormOptions, EmbeddingOptions, LossResult, Reduction, HalfTensor, HalfDtype, HalfLinearOptions, HalfEmbeddingOptions } from "./nn/index.js";
+export type { TensorLike, StateDictSource, LoadStateDictOptions, LoadStateDictResult, LinearOptions, Conv1DOptions, DenseLayer, LayerNormOptions, EmbeddingOptions, LossResult, Reduction, HalfTensor, HalfDtype, HalfDense, HalfLinearOptions, HalfConv1DOptions, HalfEmbeddingOptions } from "./nn/index.js";
 
 // ---------------------------------------------------------------- decoder language models (Hugging Face checkpoints)
 export { AutoModelForCausalLM } from "./models/auto.js";

@@ -233,6 +233,31 @@ describe("shira generate and shira inspect on a checkpoint folder", () => {
     assert.equal(usage.code, 2);
   });
 
+  it("--dtype: the default is the checkpoint's stored dtype (f32 here, bf16 for a BF16 folder); bf16 gives the BF16 folder's tokens", async () => {
+    const bf16Dir = mkdtempSync(join(tmpdir(), "shira-gen-bf16-"));
+    try {
+      cpSync(join(TRANSFORMERS, "llama", "model_bf16"), bf16Dir, { recursive: true });
+      cpSync(TOKENIZER, bf16Dir, { recursive: true });
+      const args = ["--prompt", "hello world", "--max-new-tokens", "6", "--json"];
+      const f32 = JSON.parse((await run(["generate", "--model", dir, ...args])).out) as { dtype: string; tokens: number[] };
+      assert.equal(f32.dtype, "f32");
+      const auto = await run(["generate", "--model", bf16Dir, ...args]);
+      assert.equal(auto.code, 0, auto.err);
+      const a = JSON.parse(auto.out) as { dtype: string; tokens: number[] };
+      assert.equal(a.dtype, "bf16");
+      const widened = JSON.parse((await run(["generate", "--model", bf16Dir, "--dtype", "f32", ...args])).out) as { dtype: string; tokens: number[] };
+      assert.equal(widened.dtype, "f32");
+      assert.deepEqual(a.tokens, widened.tokens, "bf16 weights compute what the widened f32 weights compute");
+      const halfOfF32 = JSON.parse((await run(["generate", "--model", dir, "--dtype", "f16", ...args])).out) as { dtype: string };
+      assert.equal(halfOfF32.dtype, "f16");
+      const bad = await run(["generate", "--model", dir, "--dtype", "fp16", "--prompt", "x"]);
+      assert.equal(bad.code, 2);
+      assert.match(bad.err, /--dtype must be f32, bf16 or f16, got "fp16"/);
+    } finally {
+      rmSync(bf16Dir, { recursive: true, force: true });
+    }
+  });
+
   it("inspect describes a checkpoint folder from its headers", async () => {
     const r = await run(["inspect", dir, "--json"]);
     assert.equal(r.code, 0, r.err);

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   AutoModelForCausalLM,
+  HalfConv1D,
   HalfLinear,
   Linear,
   LoraConfig,
@@ -401,7 +402,7 @@ describe("the PEFT fixture adapter on the bf16 Llama", () => {
       assert.fail(`the loader does not take dtype "bf16" yet: ${(e as Error).message}`);
     }
     // the same bf16 checkpoint loaded as f32: every weight widened exactly
-    const ref = await AutoModelForCausalLM.fromPretrained(join(DIR, "model_bf16"));
+    const ref = await AutoModelForCausalLM.fromPretrained(join(DIR, "model_bf16"), { dtype: "f32" });
     try {
       for (const [name, m] of lm.namedModules()) {
         if (m instanceof HalfLinear) assert.deepEqual((ref.getSubmodule(name) as unknown as Linear).weight.data, m.weightF32(), `${name} widened`);
@@ -429,4 +430,135 @@ describe("the PEFT fixture adapter on the bf16 Llama", () => {
       ref.dispose();
     }
   });
+});
+
+// ---------------------------------------------------------------- GPT-2: adapters over HalfConv1D (weights stored [in, out])
+
+describe("GPT-2 on a half base: SHiRA and LoRA over HalfConv1D", () => {
+  const DIR = join(TRANSFORMERS, "gpt2");
+  const IDS = [[5, 17, 123, 42, 7, 250, 99, 3, 64, 180, 11, 31]];
+  function logitsOf(m: DecoderModel): Float32Array {
+    const t = m.forward(IDS);
+    const d = t.toArray();
+    t.free();
+    return d;
+  }
+  /** The half GPT-2 and the f32 GPT-2 holding its widened weights. */
+  async function pair(dt: HalfDtype): Promise<{ lm: DecoderModel; ref: DecoderModel }> {
+    const lm = await AutoModelForCausalLM.fromPretrained(join(DIR, "model"), { dtype: dt });
+    const ref = await AutoModelForCausalLM.fromPretrained(join(DIR, "model"));
+    const w = ref.stateDict();
+    for (const [n, t] of Object.entries(lm.halfStateDict())) w[n].data.set(t.toFloat32());
+    return { lm, ref };
+  }
+  const halfConv = (m: Module, name: string): HalfConv1D => {
+    const l = m.getSubmodule(name);
+    const h = l instanceof ShiraLinear || l instanceof LoraLinear ? l.baseLayer : l;
+    assert.ok(h instanceof HalfConv1D, `${name} is (over) a HalfConv1D`);
+    return h as HalfConv1D;
+  };
+  const convBits = (m: Module, name: string) => halfConv(m, name).bitsView().slice();
+
+  for (const dt of ["bf16", "f16"] as const) {
+    test(`${dt}: the PEFT fixture adapter (c_attn, fan_in_fan_out): unfused, fused and greedy equal the rounded f32 model; every switch restores the bits`, async () => {
+      const { lm, ref } = await pair(dt);
+      try {
+        const targets = ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"];
+        const orig = new Map(targets.map((n) => [n, convBits(lm, n)] as const));
+        const peft = await PeftModel.fromPretrained(lm, join(DIR, "shira"));
+        const peftRef = await PeftModel.fromPretrained(ref, join(DIR, "shira"));
+        peft.addAdapter("other", new ShiraConfig({ r: 2, targetModules: ["c_attn"], randomSeed: 5, initWeights: false }));
+        for (const n of targets) {
+          const l = lm.getSubmodule(n) as unknown as ShiraLinear<HalfConv1D>;
+          assert.ok(l.half instanceof HalfConv1D && l.fanInFanOut, `${n}: a fan_in_fan_out layer over the half weight`);
+          assert.ok(String(l).includes("fan_in_fan_out=True"));
+        }
+        // unfused: the dense half product plus the f32 sparse delta, as the f32 model computes it
+        peft.setAdapter("default");
+        assert.deepEqual(logitsOf(lm), logitsOf(ref), "unfused logits");
+        const checkFused = (list: { name: string; weight: number }[]) => {
+          for (const n of targets) {
+            const l = lm.getSubmodule(n) as unknown as ShiraLinear<HalfConv1D>;
+            const exp = expectedFused(
+              orig.get(n)!,
+              dt,
+              list.map((e) => ({ layer: l as unknown as ShiraLinear<HalfLinear>, name: e.name, coef: e.weight * (l.adapters.get(e.name)?.scaling ?? 1) })),
+            );
+            assert.deepEqual(l.half!.weightF32(), exp, `${n}: fused ${JSON.stringify(list)}`);
+            (ref.getSubmodule(n) as unknown as ShiraLinear).baseLayer.weight.data.set(exp);
+          }
+          peftRef.disableAdapters(() => assert.deepEqual(logitsOf(lm), logitsOf(ref), `fused ${JSON.stringify(list)}: logits of the f32 model holding the rounded fused weights`));
+        };
+        const checkBase = (what: string) => {
+          for (const n of targets) assertBitsEqual(convBits(lm, n), orig.get(n)!, `${n} after ${what}`);
+        };
+        peft.switchTo("default");
+        checkFused([{ name: "default", weight: 1 }]);
+        const g = await lm.generate(IDS, { maxNewTokens: 12 });
+        const gRef = await peftRef.disableAdapters(() => ref.generate(IDS, { maxNewTokens: 12 }));
+        assert.deepEqual(g.sequences, gRef.sequences, "greedy tokens with the fused adapter");
+        peft.switchTo("other");
+        checkFused([{ name: "other", weight: 1 }]);
+        peft.fuse([
+          { name: "other", weight: 0.5 },
+          { name: "default", weight: -2 },
+        ]);
+        checkFused([
+          { name: "other", weight: 0.5 },
+          { name: "default", weight: -2 },
+        ]);
+        peft.unmerge();
+        checkBase("unmerge");
+        for (let i = 0; i < 5; i++) peft.switchTo(i % 2 ? "default" : "other");
+        peft.switchToBase();
+        checkBase("5 switches and switchToBase");
+        peft.switchTo("default");
+        peft.deleteAdapter("default");
+        checkBase("deleteAdapter of the fused adapter");
+        peft.unload();
+        checkBase("unload");
+      } finally {
+        lm.dispose();
+        ref.dispose();
+      }
+    });
+
+    test(`${dt}: LoRA on c_attn / c_proj: unfused equals the f32 twin; merge rounds the f32 merge of the twin; unmerge restores the bits`, async () => {
+      const { lm, ref } = await pair(dt);
+      try {
+        const names = lm.namedModules().filter(([, m]) => m instanceof HalfConv1D).map(([n]) => n).filter((n) => /c_attn|c_proj/.test(n));
+        assert.ok(names.length >= 4);
+        const orig = new Map(names.map((n) => [n, convBits(lm, n)] as const));
+        const cfg = () => new LoraConfig({ r: 2, loraAlpha: 4, targetModules: ["c_attn", "c_proj"] });
+        const lora = getLoraModel(lm, cfg());
+        const loraRef = getLoraModel(ref, cfg());
+        const rnd = lcg(44);
+        for (const n of names) {
+          const l = lm.getSubmodule(n) as LoraLinear<HalfConv1D>;
+          assert.ok(l.half && l.fanInFanOut);
+          const w = l.weights("default");
+          w.a.data.forEach((_, i, d) => (d[i] = (rnd() - 0.5) * 0.5));
+          w.b.data.forEach((_, i, d) => (d[i] = (rnd() - 0.5) * 0.5));
+          const t = (ref.getSubmodule(n) as LoraLinear).weights("default");
+          t.a.data.set(w.a.data);
+          t.b.data.set(w.b.data);
+        }
+        assert.deepEqual(logitsOf(lm), logitsOf(ref), "unfused LoRA logits");
+        lora.merge();
+        loraRef.merge();
+        for (const n of names) {
+          const f = (ref.getSubmodule(n) as LoraLinear).baseLayer.weight.data;
+          const exp = Float32Array.from(f, (v) => roundHalf(v, dt));
+          assert.deepEqual(halfConv(lm, n).weightF32(), exp, `${n}: merged LoRA weight (stored [in, out])`);
+          f.set(exp);
+        }
+        assert.deepEqual(logitsOf(lm), logitsOf(ref), "merged LoRA logits equal the f32 twin holding the rounded merged weights");
+        lora.unmerge();
+        for (const n of names) assertBitsEqual(convBits(lm, n), orig.get(n)!, `${n} after unmerge`);
+      } finally {
+        lm.dispose();
+        ref.dispose();
+      }
+    });
+  }
 });

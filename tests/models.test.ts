@@ -182,14 +182,17 @@ describe("decoder llama extras: half-precision and sharded checkpoints", () => {
   const prompt = () => exp.ids("input_ids");
 
   for (const dt of ["bf16", "f16"] as const) {
-    it(`${dt.toUpperCase()} checkpoint: logits and greedy tokens match transformers' ${dt} model`, async () => {
-      const m = await AutoModelForCausalLM.fromPretrained(join(dir, `model_${dt}`));
-      try {
-        const d = maxAbsDiff(logitsOf(m, prompt()), exp.f32(`${dt}.logits`).data);
-        assert.ok(d <= LOGITS_ATOL, `max |diff| ${d}`);
-        assert.deepEqual((await m.generate(prompt(), { maxNewTokens: 20 })).sequences, exp.ids(`${dt}.generated_ids`));
-      } finally {
-        m.dispose();
+    it(`${dt.toUpperCase()} checkpoint: logits and greedy tokens match transformers' ${dt} model (loaded as ${dt} by default, and widened to f32)`, async () => {
+      for (const dtype of [undefined, "f32"] as const) {
+        const m = await AutoModelForCausalLM.fromPretrained(join(dir, `model_${dt}`), dtype ? { dtype } : {});
+        try {
+          assert.equal(m.dtype, dtype ?? dt);
+          const d = maxAbsDiff(logitsOf(m, prompt()), exp.f32(`${dt}.logits`).data);
+          assert.ok(d <= LOGITS_ATOL, `max |diff| ${d}`);
+          assert.deepEqual((await m.generate(prompt(), { maxNewTokens: 20 })).sequences, exp.ids(`${dt}.generated_ids`));
+        } finally {
+          m.dispose();
+        }
       }
     });
   }
@@ -436,7 +439,8 @@ describe("every family loads F16, BF16 and sharded checkpoints", () => {
         sharded.dispose();
         const round: Record<string, (x: number) => number> = { F16: (x) => f16ToF32(f32ToF16(x)), BF16: (x) => bf16ToF32(f32ToBf16(x)) };
         for (const dt of ["F16", "BF16"] as const) {
-          const m = await AutoModelForCausalLM.fromPretrained(convertedCheckpoint(dir, dt, 1));
+          // explicitly f32 (the default would keep the stored half dtype): the F16/BF16 -> f32 conversion
+          const m = await AutoModelForCausalLM.fromPretrained(convertedCheckpoint(dir, dt, 1), { dtype: "f32" });
           try {
             const want = ref.stateDict();
             for (const [k, t] of Object.entries(m.stateDict())) assert.deepEqual(t.toArray(), want[k].toArray().map(round[dt]), `${dt} ${k}`);

@@ -1,6 +1,6 @@
 /**
- * `shira generate --model DIR --adapter NAME=DIR ... --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME]`:
- * loads a Hugging Face checkpoint folder and its tokenizer, loads PEFT SHiRA adapters onto it, and streams the
+ * `shira generate --model DIR [--dtype DTYPE] --adapter NAME=DIR ... --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME]`:
+ * loads a Hugging Face checkpoint folder (in its stored dtype unless `--dtype` says otherwise) and its tokenizer, loads PEFT SHiRA adapters onto it, and streams the
  * generated text, switching the fused adapter at the given token counts. Reports tokens/s and switch times.
  * And `describeCheckpoint(dir)` for `shira inspect DIR` on a model folder (headers only, no weights read).
  */
@@ -13,12 +13,14 @@ import { parseConfig, type DecoderConfig } from "../models/config.js";
 import { AutoModelForCausalLM } from "../models/auto.js";
 import { FAMILIES } from "../models/families/index.js";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../models/tokenizer.js";
-import type { DecoderModel } from "../models/decoder.js";
+import type { DecoderModel, ModelDtype } from "../models/decoder.js";
 import { ShiraModel } from "../shira/model.js";
 import { readFile } from "node:fs/promises";
 
 export interface GenerateCliOptions {
   model: string;
+  /** Storage dtype of the weights (default: the checkpoint's, see `FromPretrainedOptions.dtype`). */
+  dtype?: ModelDtype;
   /** `[name, dir]` pairs; the first one is fused from the start (unless a switch at token 0 says otherwise). */
   adapters: [string, string][];
   prompt: string;
@@ -37,6 +39,8 @@ export interface GenerateCliOptions {
 }
 
 export interface GenerateCliResult {
+  /** The storage dtype the weights were loaded in. */
+  dtype: ModelDtype;
   text: string;
   tokens: number[];
   newTokens: number;
@@ -47,11 +51,11 @@ export interface GenerateCliResult {
 
 export async function runGenerate(o: GenerateCliOptions): Promise<GenerateCliResult> {
   const t0 = performance.now();
-  const lm: DecoderModel = await AutoModelForCausalLM.fromPretrained(o.model);
+  const lm: DecoderModel = await AutoModelForCausalLM.fromPretrained(o.model, o.dtype !== undefined ? { dtype: o.dtype } : {});
   let stream: AsyncGenerator<unknown, unknown> | null = null;
   try {
     const tok: PreTrainedTokenizer = await AutoTokenizer.fromPretrained(o.model);
-    o.log(`loaded ${o.model} (${lm.config.modelType}, ${lm.config.numLayers} layers, ${(lm.weightBytes / 2 ** 20).toFixed(1)} MiB of f32 weights) in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+    o.log(`loaded ${o.model} (${lm.config.modelType}, ${lm.config.numLayers} layers, ${(lm.weightBytes / 2 ** 20).toFixed(1)} MiB of ${lm.dtype} weights) in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
     let peft: ShiraModel | null = null;
     for (const [name, dir] of o.adapters) {
       if (!peft) peft = await ShiraModel.fromPretrained(lm, dir, { adapterName: name });
@@ -104,6 +108,7 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateCliRes
     }
     const decodeSteps = Math.max(1, result.timings.newTokens - 1);
     return {
+      dtype: lm.dtype,
       text: out,
       tokens,
       newTokens: tokens.length,

@@ -6,7 +6,7 @@
  *   shira bench [switch|kernels|train|model|lm|half|all] [--out DIR] [--quick] [--json]
  *   shira inspect <adapter dir | adapter_model.safetensors | model dir> [--base FILE] [--json]
  *   shira merge --base FILE --adapter DIR [--weight W] [--adapter DIR2 --weight W2 ...] --out FILE
- *   shira generate --model DIR [--adapter NAME=DIR ...] --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME ...]
+ *   shira generate --model DIR [--dtype DTYPE] [--adapter NAME=DIR ...] --prompt TEXT [--max-new-tokens N] [--switch-at TOKEN:NAME ...]
  *
  * Exit codes: 0 ok, 1 failure (one clear line, no stack trace), 2 usage error. With `--json`, an error is also printed
  * on stdout as `{"error": {"code", "message"}}`. A closed stdout (`shira inspect ... | head -1`) ends the command
@@ -231,9 +231,10 @@ const COMMANDS = new Map<string, Command>(Object.entries({
   },
   generate: {
     summary: "stream text from a Hugging Face checkpoint, with SHiRA adapters switched between tokens",
-    usage: "shira generate --model DIR [--adapter NAME=DIR ...] --prompt TEXT [--chat] [--max-new-tokens N] [--switch-at TOKEN:NAME ...] [--sample [--temperature T] [--top-k K] [--top-p P] [--seed N]] [--json]",
+    usage: "shira generate --model DIR [--dtype DTYPE] [--adapter NAME=DIR ...] --prompt TEXT [--chat] [--max-new-tokens N] [--switch-at TOKEN:NAME ...] [--sample [--temperature T] [--top-k K] [--top-p P] [--seed N]] [--json]",
     options: {
       model: { value: true, placeholder: "DIR", help: "a checkpoint folder (config.json, model.safetensors, tokenizer.json)" },
+      dtype: { value: true, placeholder: "DTYPE", help: "weights in memory: f32, bf16 or f16 (default: the checkpoint's stored dtype)" },
       adapter: { value: true, multiple: true, placeholder: "NAME=DIR", help: "a PEFT SHiRA adapter folder, named; the first is fused from the start" },
       prompt: { value: true, placeholder: "TEXT", help: "the prompt text" },
       chat: { help: "apply the tokenizer's chat template to the prompt (a user message)" },
@@ -250,6 +251,8 @@ const COMMANDS = new Map<string, Command>(Object.entries({
       const model = value(p, "model");
       const prompt = value(p, "prompt");
       if (!model || prompt === undefined) throw new UsageError("generate needs --model and --prompt");
+      const dtype = value(p, "dtype");
+      if (dtype !== undefined && dtype !== "f32" && dtype !== "bf16" && dtype !== "f16") throw new UsageError(`--dtype must be f32, bf16 or f16, got ${JSON.stringify(dtype)}`);
       const adapters = (p.values.get("adapter") ?? []).map((a): [string, string] => {
         const i = a.indexOf("=");
         if (i <= 0 || i === a.length - 1) throw new UsageError(`--adapter takes NAME=DIR, got ${JSON.stringify(a)}`);
@@ -273,6 +276,7 @@ const COMMANDS = new Map<string, Command>(Object.entries({
       const asJson = p.flags.has("json");
       const r = await runGenerate({
         model,
+        ...(dtype !== undefined ? { dtype } : {}),
         adapters,
         prompt,
         chat: p.flags.has("chat"),

@@ -162,7 +162,7 @@ function linearOf(model: Module, name: string, key: string): AdaptableLayer {
   }
   if (m instanceof ShiraLinear) return m.baseLayer;
   if (isAdaptableLayer(m)) return m;
-  throw new FormatError("SHIRA_NOT_LINEAR", `${key}: module "${name}" is a ${m.constructor.name}, not a supported layer (SHiRA adapts Linear, Conv1D, HalfLinear)`, {
+  throw new FormatError("SHIRA_NOT_LINEAR", `${key}: module "${name}" is a ${m.constructor.name}, not a supported layer (SHiRA adapts Linear, Conv1D, HalfLinear, HalfConv1D)`, {
     tensor: key,
     module: name,
     type: m.constructor.name,

@@ -7,8 +7,8 @@
  * Targets are `Linear` layers or GPT-2 `Conv1D`s (weight stored `[in, out]`: PEFT's `fan_in_fan_out`, set
  * automatically from the targets as PEFT does); merging a Conv1D adds the transposed delta `s·(B·A)ᵀ = s·Aᵀ·Bᵀ`.
  *
- * Half-precision bases (`HalfLinear`, BF16 / F16 weight bits): the unfused forward runs the half gemm and adds the
- * f32 low-rank product; backward goes through `HalfLinear.backward` (frozen weight). Merging is exact to undo: the
+ * Half-precision bases (`HalfLinear`, GPT-2's `HalfConv1D`; BF16 / F16 weight bits): the unfused forward runs the half
+ * gemm and adds the f32 low-rank product; backward goes through the half layer's `backward` (frozen weight). Merging is exact to undo: the
  * first merge keeps a copy of the layer's original u16 bits (2·out·in bytes per layer, e.g. 32 MiB for a
  * 4096×4096 layer, held while any LoRA adapter is merged on it), each merge computes the delta in f32 row blocks
  * (`f32_lowrank_fuse` on the widened rows) and rounds once, `W = half(widen(W) + f32(s·B·A))` (torch's rule for
@@ -26,7 +26,7 @@ import { refuseWhileGenerating, refuseWhileRunning, runScope } from "../shira/bu
 import { ConfigError, FormatError, ShapeError, StateError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
 import { type DenseLayer } from "../nn/conv1d.js";
-import { HalfLinear } from "../nn/half.js";
+import { isHalfDense, type HalfDense } from "../nn/half.js";
 import { Module } from "../nn/module.js";
 import { Parameter, Tensor, assertLive } from "../nn/tensor.js";
 import { runtime, type F32Buffer } from "../runtime/runtime.js";
@@ -136,7 +136,7 @@ class ModuleDict extends Module {
 const HALF_MERGE_FLOATS = 1 << 16;
 
 /**
- * A `Linear`, `Conv1D` or half-precision `HalfLinear` with LoRA adapters (`base_layer`, `lora_A.<adapter>`,
+ * A `Linear`, `Conv1D` or half-precision `HalfLinear` / `HalfConv1D` with LoRA adapters (`base_layer`, `lora_A.<adapter>`,
  * `lora_B.<adapter>`). A and B are PEFT's `[r, in]` and `[out, r]` for all; only merging sees the base weight's
  * layout. The type argument is the base's type (`LoraLinear` alone: a Linear / Conv1D).
  */
@@ -163,9 +163,9 @@ export class LoraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
     this.registerModule("lora_B", this.loraB);
   }
 
-  /** The base when it is a half-precision `HalfLinear`, else null. */
-  get half(): HalfLinear | null {
-    return this.baseLayer instanceof HalfLinear ? this.baseLayer : null;
+  /** The base when it is a half-precision `HalfLinear` / `HalfConv1D`, else null. */
+  get half(): HalfDense | null {
+    return isHalfDense(this.baseLayer) ? this.baseLayer : null;
   }
 
   get inFeatures(): number {
@@ -245,18 +245,30 @@ export class LoraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
     const r = a.shape[0];
     const h = this.half;
     if (h) {
-      // W = half(widen(W) + f32(s·B·A)), a block of rows at a time through an f32 scratch
-      const K = this.inFeatures;
-      const N = this.outFeatures;
+      // W = half(widen(W) + f32(s·B·A)), a block of stored rows at a time through an f32 scratch; a HalfConv1D
+      // (stored [in, out]) takes the transposed delta Aᵀ·Bᵀ as the f32 Conv1D does
+      const t = this.fanInFanOut;
+      const K = t ? this.outFeatures : this.inFeatures; // stored row length
+      const N = t ? this.inFeatures : this.outFeatures; // stored rows
       const rows = Math.max(1, Math.min(N, Math.floor(HALF_MERGE_FLOATS / K)));
       rt.scratch((tmp) => {
-        const t = tmp.f32(rows * K);
+        const wide = tmp.f32(rows * K);
+        let left = b.ptr; // [N, r]
+        let right = a.ptr; // [r, K]
+        if (t) {
+          const at = tmp.f32(this.inFeatures * r); // Aᵀ [in, r]
+          const bt = tmp.f32(r * this.outFeatures); // Bᵀ [r, out]
+          k.f32_transpose(a.ptr, at.ptr, r, this.inFeatures);
+          k.f32_transpose(b.ptr, bt.ptr, this.outFeatures, r);
+          left = at.ptr;
+          right = bt.ptr;
+        }
         for (let n0 = 0; n0 < N; n0 += rows) {
           const n = Math.min(rows, N - n0);
           const wRows = h.weightPtr + n0 * K * 2;
-          k.h16_to_f32(wRows, t.ptr, n * K, h.dtypeCode);
-          k.f32_lowrank_fuse(t.ptr, b.ptr + n0 * r * 4, a.ptr, scale, n, K, r);
-          k.f32_to_h16(t.ptr, wRows, n * K, h.dtypeCode);
+          k.h16_to_f32(wRows, wide.ptr, n * K, h.dtypeCode);
+          k.f32_lowrank_fuse(wide.ptr, left + n0 * r * 4, right, scale, n, K, r);
+          k.f32_to_h16(wide.ptr, wRows, n * K, h.dtypeCode);
         }
       });
       return;
@@ -291,7 +303,7 @@ export class LoraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
   }
 
   /** Half base: copies the weight bits before the first merge. */
-  #keepOrigBits(h: HalfLinear): void {
+  #keepOrigBits(h: HalfDense): void {
     if (this.#origBits) return;
     const n = this.inFeatures * this.outFeatures;
     const rt = runtime();
@@ -301,7 +313,7 @@ export class LoraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
   }
 
   /** Half base: writes the original bits back and frees the copy. */
-  #restoreOrigBits(h: HalfLinear): void {
+  #restoreOrigBits(h: HalfDense): void {
     const buf = this.#origBits;
     if (!buf) return;
     const n = this.inFeatures * this.outFeatures;
@@ -556,7 +568,7 @@ export class LoraModel {
       const hit = targets ? targets.includes(n) : matchesTarget(config.targetModules, n);
       if (!hit) continue;
       if (!isAdaptableLayer(m) && !(m instanceof LoraLinear)) {
-        throw new ConfigError("SHIRA_NOT_LINEAR", `LoRA target ${n} (${m.constructor.name}) is not supported. Currently, only the following modules are supported: Linear, Conv1D. (A half-precision HalfLinear counts as a Linear.)`);
+        throw new ConfigError("SHIRA_NOT_LINEAR", `LoRA target ${n} (${m.constructor.name}) is not supported. Currently, only the following modules are supported: Linear, Conv1D. (A half-precision HalfLinear / HalfConv1D counts as a Linear / Conv1D.)`);
       }
       found.push([n, m]);
     }

@@ -20,14 +20,18 @@ export class AutoModelForCausalLM {
   /** The `model_type`s that load. */
   static readonly supportedModelTypes: readonly string[] = SUPPORTED_MODEL_TYPES;
 
-  /** Loads a checkpoint folder (see {@link loadDecoder}). */
+  /**
+   * Loads a checkpoint folder (see {@link loadDecoder}). The weights keep the checkpoint's dtype unless `dtype` says
+   * otherwise (a BF16 checkpoint loads as `"bf16"`; `model.dtype` tells which one was chosen).
+   */
   static fromPretrained(source: CheckpointSource, opts: FromPretrainedOptions = {}): Promise<DecoderModel> {
     return loadDecoder(source, opts);
   }
 
   /**
    * A model with zeroed weights from a `config.json` object (for tests and for training from scratch); `dtype` as
-   * in {@link FromPretrainedOptions} (default `"f32"`).
+   * in {@link FromPretrainedOptions}, default `"f32"` (there is no checkpoint to take it from; `torch_dtype` is not
+   * read).
    */
   static fromConfig(config: Record<string, unknown>, opts: DecoderModelOptions = {}): DecoderModel {
     const c = parseConfig(config, { bytesPerWeight: opts.dtype === "bf16" || opts.dtype === "f16" ? 2 : 4 });

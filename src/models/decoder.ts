@@ -24,7 +24,7 @@
  */
 import { ConfigError, ShapeError, StateError } from "../errors.js";
 import { Linear } from "../nn/linear.js";
-import { HalfEmbedding, HalfLinear, type HalfDtype } from "../nn/half.js";
+import { HalfConv1D, HalfEmbedding, HalfLinear, type HalfDtype } from "../nn/half.js";
 import { Module } from "../nn/module.js";
 import { Container } from "../nn/containers.js";
 import { Embedding, LayerNorm } from "../nn/norm.js";
@@ -95,6 +95,24 @@ export function checkModelDtype(dtype: unknown, what: string): ModelDtype {
     throw new ConfigError("CONFIG_INVALID", `${what}: dtype must be "f32", "bf16" or "f16", got ${JSON.stringify(dtype)}`, { field: "dtype", value: dtype });
   }
   return dtype;
+}
+
+/**
+ * Whether `name` is the state-dict name of a weight a model of `config` keeps half-precision under a half `dtype`:
+ * the token embedding, a dense layer's weight in the layers, or the head when it is not tied to the embedding (a
+ * tied head shares the embedding's table). O(1): the default dtype of `fromPretrained` asks it for every
+ * checkpoint key.
+ */
+export function isHalfTensorName(name: string, config: DecoderConfig, family: DecoderFamily): boolean {
+  if (name === "lm_head.weight") return !config.tieWordEmbeddings;
+  const global = (role: GlobalRole) => family.globals.find(([r]) => r === role)?.[1];
+  const root = family.root + ".";
+  if (!name.startsWith(root) || !name.endsWith(".weight")) return false;
+  const rest = name.slice(root.length, -".weight".length);
+  if (rest === global("embed")) return true;
+  const m = /^([^.]+)\.(\d+)\.(.+)$/.exec(rest);
+  if (!m || m[1] !== global("layers") || Number(m[2]) >= config.numLayers || String(Number(m[2])) !== m[2]) return false;
+  return family.layer.some(([role, path]) => path === m[3] && role !== "attnNorm" && role !== "mlpNorm");
 }
 
 type DenseLayer = Module & { inFeatures: number; outFeatures: number };
@@ -255,13 +273,6 @@ export class DecoderModel extends Module {
     super();
     checkOptionsArgument(opts, "DecoderModel");
     const dtype = checkModelDtype(opts.dtype, "DecoderModel");
-    if (dtype !== "f32" && family.linear === "conv1d") {
-      throw new ConfigError(
-        "MODEL_UNSUPPORTED",
-        `${config.modelType}: dtype "${dtype}" is not supported: its Conv1D layers store weights [in, out], and half-precision weights exist for Linear layers only; load it with dtype "f32"`,
-        { modelType: config.modelType, dtype },
-      );
-    }
     this.dtype = dtype;
     // every tensor or none: a failed allocation frees the ones already made
     const rt = runtime();
@@ -279,7 +290,9 @@ export class DecoderModel extends Module {
       const norm = (): Module => (family.norm === "rms" ? new RMSNorm(c.hiddenSize, c.normEps) : new LayerNorm(c.hiddenSize, { eps: c.normEps }));
       const dense = (inF: number, outF: number, bias: boolean): DenseLayer =>
         family.linear === "conv1d"
-          ? new Conv1D(outF, inF, { init: false })
+          ? dtype !== "f32"
+            ? new HalfConv1D(outF, inF, { bias, dtype })
+            : new Conv1D(outF, inF, { bias, init: false })
           : dtype !== "f32"
             ? new HalfLinear(inF, outF, { bias, dtype })
             : new Linear(inF, outF, { bias, init: false });

@@ -5,7 +5,9 @@
  * access (a local file handle, HTTP range requests, `Blob.slice`), converted from F32/F16/BF16 to f32 straight into
  * the weight's wasm buffer, so a shard is never held in memory whole. With `dtype: "bf16"` / `"f16"` the dense
  * layers, the token embedding and the head are kept half-precision: a tensor stored in that dtype is copied bit for
- * bit, any other is rounded to nearest even (F32 directly, the other half dtype through its exact f32 value). Every name and shape is checked against the
+ * bit, any other is rounded to nearest even (F32 directly, the other half dtype through its exact f32 value). The
+ * default dtype is the checkpoint's own (BF16 weight matrices load as `"bf16"`, F16 as `"f16"`, F32 or mixed as
+ * `"f32"`; see {@link FromPretrainedOptions.dtype}). Every name and shape is checked against the
  * file headers before any weight is read; missing, unexpected and mis-shaped tensors are named in the error.
  *
  * ```ts
@@ -21,7 +23,8 @@ import { Tensor } from "../nn/tensor.js";
 import type { HalfTensor } from "../nn/module.js";
 import { HalfWeight } from "../nn/half.js";
 import { minParameterCount, parseConfig, SUPPORTED_MODEL_TYPES, type DecoderConfig } from "./config.js";
-import { DecoderModel, checkModelDtype, type ModelDtype } from "./decoder.js";
+import { DecoderModel, checkModelDtype, isHalfTensorName, type ModelDtype } from "./decoder.js";
+import type { DecoderFamily } from "./family.js";
 import { FAMILIES } from "./families/index.js";
 import { openCheckpoint, type CheckpointFiles, type CheckpointSource } from "./source.js";
 
@@ -45,10 +48,17 @@ export interface LoadProgress {
 export interface FromPretrainedOptions extends LoadSignalOptions {
   onProgress?: (p: LoadProgress) => void;
   /**
-   * Storage dtype of the base weights in wasm memory (default `"f32"`). `"bf16"` / `"f16"` keep every dense layer
-   * of the layers, the token embedding and the head (tied: one shared table) half-precision, in about half the
-   * memory; norms, biases, learned positions and OPT's `project_in`/`project_out` stay f32. Logits equal those of
-   * the f32 model holding the rounded weights bit for bit. GPT-2 (Conv1D layers) supports `"f32"` only.
+   * Storage dtype of the base weights in wasm memory. `"bf16"` / `"f16"` keep every dense layer of the layers
+   * (GPT-2's Conv1D layers too), the token embedding and the head (tied: one shared table) half-precision, in about
+   * half the memory; norms, biases, learned positions and OPT's `project_in`/`project_out` stay f32. Logits equal
+   * those of the f32 model holding the rounded weights bit for bit.
+   *
+   * Default: the dtype the checkpoint stores, read from the safetensors headers of every shard: `"bf16"` when the
+   * weight matrices that a half model keeps half-precision (dense layers, token embedding, untied head) are all
+   * BF16, `"f16"` when they are all F16, else `"f32"` (an F32 checkpoint, or matrices of mixed dtypes, which only
+   * f32 holds exactly). Norms and biases stored in another dtype do not change the choice, and neither does
+   * `config.json`'s `torch_dtype`. The chosen dtype is the model's {@link DecoderModel.dtype}. Pass `dtype: "f32"`
+   * to widen a half checkpoint (e.g. to train its own weights).
    */
   dtype?: ModelDtype;
 }
@@ -152,20 +162,11 @@ function planKeys(model: DecoderModel, keys: string[]): { plan: Map<string, stri
   const own = modelTensors(model);
   const root = model.family.root;
   const tied = model.config.tieWordEmbeddings;
-  // "", then the root's prefixes from the longest: `model.decoder.`, `model.` (the Hub's opt-125m omits `model.`)
-  const parts = root.split(".");
-  const prefixes = ["", ...parts.map((_, i) => parts.slice(0, parts.length - i).join(".") + ".")];
   const plan = new Map<string, string>();
   const unexpected: string[] = [];
   for (const key of keys) {
     if (model.family.ignoreKeys.some((re) => re.test(key))) continue;
-    let target: string | null = null;
-    for (const p of prefixes) {
-      if (Object.prototype.hasOwnProperty.call(own, p + key)) {
-        target = p + key;
-        break;
-      }
-    }
+    const target = targetOf(key, root, (n) => Object.prototype.hasOwnProperty.call(own, n));
     if (target === null) {
       unexpected.push(`${key} (nor ${root}.${key})`);
       continue;
@@ -179,6 +180,34 @@ function planKeys(model: DecoderModel, keys: string[]): { plan: Map<string, stri
   if (missing.length) errors.push(`missing tensors: ${missing.join(", ")}`);
   if (unexpected.length) errors.push(`unexpected tensors: ${unexpected.join(", ")}`);
   return { plan, errors };
+}
+
+/**
+ * The model tensor a checkpoint key fills: the key itself, or the key under the root's prefixes from the longest
+ * (`model.decoder.`, `model.`: the Hub's opt-125m and gpt2 files omit them); null when none is a model tensor.
+ */
+function targetOf(key: string, root: string, has: (name: string) => boolean): string | null {
+  const parts = root.split(".");
+  for (const p of ["", ...parts.map((_, i) => parts.slice(0, parts.length - i).join(".") + ".")]) if (has(p + key)) return p + key;
+  return null;
+}
+
+/**
+ * The default `dtype` of a checkpoint (see {@link FromPretrainedOptions.dtype}): the safetensors dtype of the weight
+ * matrices a half model keeps half-precision (the dense layers of the layers, the token embedding, an untied head),
+ * over every shard, when they all share one half dtype ("BF16" -> `"bf16"`, "F16" -> `"f16"`); otherwise `"f32"`
+ * (F32 matrices, or matrices of mixed dtypes, which only f32 holds without rounding). Norms, biases and learned
+ * positions (always f32 in memory) and `config.json`'s `torch_dtype` do not take part.
+ */
+export function storedDtype(config: DecoderConfig, family: DecoderFamily, keys: Iterable<[string, string]>): ModelDtype {
+  const seen = new Set<string>();
+  for (const [key, dtype] of keys) {
+    if (family.ignoreKeys.some((re) => re.test(key))) continue;
+    if (targetOf(key, family.root, (n) => isHalfTensorName(n, config, family)) !== null) seen.add(dtype);
+  }
+  if (seen.size !== 1) return "f32";
+  const [only] = seen;
+  return only === "BF16" ? "bf16" : only === "F16" ? "f16" : "f32";
 }
 
 /** Every weight of the model by name: the f32 tensors and the half-precision ones. */
@@ -211,7 +240,9 @@ async function load(source: CheckpointSource, opts: FromPretrainedOptions, signa
   const files = await openCheckpoint(source, { signal });
   const cfgText = await files.text("config.json");
   if (cfgText === null) throw new ConfigError("CONFIG_INVALID", `${files.where}: no config.json (is this a Hugging Face checkpoint folder?)`, { where: files.where });
-  const config: DecoderConfig = parseConfig(parseJson(cfgText, "config.json"), { bytesPerWeight: opts.dtype === "bf16" || opts.dtype === "f16" ? 2 : 4 });
+  const rawConfig = parseJson(cfgText, "config.json");
+  // without a dtype the size check first assumes the smaller half weights; it runs again once the dtype is known
+  const config: DecoderConfig = parseConfig(rawConfig, { bytesPerWeight: opts.dtype === "f32" ? 4 : 2 });
   const family = FAMILIES.get(config.modelType);
   if (!family) throw new ConfigError("MODEL_UNSUPPORTED", `model_type "${config.modelType}" is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`);
   const genText = await files.text("generation_config.json");
@@ -220,6 +251,9 @@ async function load(source: CheckpointSource, opts: FromPretrainedOptions, signa
   const { shards, keyFile } = await openWeights(files, signal);
   let model: DecoderModel | null = null;
   try {
+    // the default dtype from the headers; an f32 model must pass the size check with 4 bytes per weight
+    const dtype = opts.dtype ?? storedDtype(config, family, [...keyFile].map(([key, shard]) => [key, shard.st.entry(key).dtype] as [string, string]));
+    if (opts.dtype === undefined && dtype === "f32") parseConfig(rawConfig, { bytesPerWeight: 4 });
     // a config that describes far more weights than the files hold cannot match them: refuse before allocating the
     // model (a near miss goes on to the check below, which names every missing, unexpected and mis-shaped tensor)
     let fileElements = 0;
@@ -232,7 +266,7 @@ async function load(source: CheckpointSource, opts: FromPretrainedOptions, signa
         { weights: need, fileElements },
       );
     }
-    model = new DecoderModel(config, family, { dtype: opts.dtype ?? "f32" });
+    model = new DecoderModel(config, family, { dtype });
     model.generationConfig = generationConfig;
     const { plan, errors } = planKeys(model, [...keyFile.keys()]);
     const own = modelTensors(model);

@@ -1,14 +1,15 @@
 /**
  * Half-precision base weights: `HalfLinear` (y = x·Wᵀ + b with W `[out, in]` stored as BF16 or F16 bits in wasm
- * memory) and `HalfEmbedding` (a half table whose rows are widened to f32 on lookup). Activations, biases and
+ * memory), `HalfConv1D` (GPT-2's Conv1D, y = x·W + b with W stored `[in, out]`) and `HalfEmbedding` (a half table whose rows are widened to f32 on lookup). Activations, biases and
  * gradients stay f32; the weights are frozen (adapters train beside them). The kernels (`assembly/half.ts`) widen
  * W on the fly and are bit-identical to the f32 kernels on the widened weight, so a half layer computes exactly
  * what a `Linear` holding the rounded weights computes, in half the memory.
  *
  * ```
- *   HalfWeight  u16[out·in] in wasm memory (one block, 16-byte aligned), dtype 0 = BF16, 1 = F16
+ *   HalfWeight  u16[rows·cols] in wasm memory (one block, 16-byte aligned), dtype 0 = BF16, 1 = F16
  *     ├── HalfEmbedding.weight   rows gathered by h16_embedding
- *     └── HalfLinear.weight      h16_gemm_nt (forward), h16_gemm_nn (dL/dx)      (a tied head shares the table)
+ *     ├── HalfLinear.weight      [out, in]: h16_gemm_nt (forward), h16_gemm_nn (dL/dx)   (a tied head shares the table)
+ *     └── HalfConv1D.weight      [in, out] (GPT-2): h16_gemm_nn (forward), h16_gemm_nt (dL/dx)
  * ```
  *
  * ```ts
@@ -174,6 +175,11 @@ export class HalfLinear extends Module {
   /** 0 = BF16, 1 = F16 (the kernels' dtype argument). */
   readonly dtypeCode: 0 | 1;
   readonly bias: Parameter | null;
+  /**
+   * @internal While set, backward passes accumulate dL/dW (f32, `[out, in]`) into this tensor: mask calibration
+   * (`maskType: "grad"` / `"snip"`) reads the gradient of the frozen weight without making it trainable.
+   */
+  weightGradSink: Tensor | null = null;
   #w: HalfWeight;
   #input: Tensor | null = null;
 
@@ -248,6 +254,19 @@ export class HalfLinear extends Module {
     runtime().k.h16_gemm_nt(xPtr, this.#w.ptr, this.bias ? this.bias.ptr : 0, yPtr, rows, this.inFeatures, this.outFeatures, 0, this.dtypeCode);
   }
 
+  /** `gx[rows, in] = gy[rows, out]·W` (h16_gemm_nn; `gx` is overwritten): the input gradient through the live weight. */
+  inputGradInto(gyPtr: number, gxPtr: number, rows: number): void {
+    if (rows <= 0) return;
+    runtime().k.h16_gemm_nn(gyPtr, this.#w.ptr, gxPtr, rows, this.outFeatures, this.inFeatures, 0, this.dtypeCode);
+  }
+
+  /** @internal `weightGradSink += gyᵀ·x` (`f32_gemm_tn`, as a `Linear`'s weight gradient) when a sink is set. */
+  accumulateWeightGrad(xPtr: number, gyPtr: number, rows: number): void {
+    const g = this.weightGradSink;
+    if (!g || rows <= 0) return;
+    runtime().k.f32_gemm_tn(gyPtr, xPtr, g.ptr, rows, this.outFeatures, this.inFeatures, 1);
+  }
+
   forward(x: Tensor): Tensor {
     const B = this.#rows(x, "HalfLinear.forward");
     const y = Tensor.zeros([...x.shape.slice(0, -1), this.outFeatures]);
@@ -264,7 +283,8 @@ export class HalfLinear extends Module {
     const B = this.#rows(x, "HalfLinear.backward");
     const k = runtime().k;
     const gx = Tensor.zeros(x.shape);
-    k.h16_gemm_nn(gy.ptr, this.#w.ptr, gx.ptr, B, this.outFeatures, this.inFeatures, 0, this.dtypeCode);
+    this.inputGradInto(gy.ptr, gx.ptr, B);
+    this.accumulateWeightGrad(x.ptr, gy.ptr, B);
     if (this.bias && this.bias.requiresGrad) k.f32_bias_grad(gy.ptr, this.bias.ensureGrad().ptr, B, this.outFeatures, 1);
     return gx;
   }
@@ -290,6 +310,172 @@ export class HalfLinear extends Module {
   override toString(): string {
     return `HalfLinear(in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null}, dtype=${this.dtype})`;
   }
+}
+
+export interface HalfConv1DOptions {
+  /** Add an f32 bias (default true, as Hugging Face's Conv1D always has one). */
+  bias?: boolean;
+  dtype: HalfDtype;
+}
+
+/**
+ * GPT-2's `Conv1D(nf, nx)` over a frozen half-precision weight: W stored `[nx = in, nf = out]` exactly as in the
+ * checkpoint (PEFT's `fan_in_fan_out`), an optional f32 bias, `y = x·W + b`; `[..., in] -> [..., out]`. Bit-identical
+ * to a {@link Conv1D} holding the widened weight: the forward is `h16_gemm_nn` (the f32 layer's `f32_gemm_nn` on
+ * the widened strips) plus the bias, dL/dx is `h16_gemm_nt` (`gy·Wᵀ`, the f32 layer's `f32_gemm_nt`). The weight
+ * gets no gradient.
+ *
+ * ```ts
+ * const c_attn = new HalfConv1D(192, 64, { dtype: "bf16" });   // nf = out, nx = in; weight [64, 192]
+ * c_attn.weightBits.setFromF32(w);                              // [in, out], rounded to nearest even
+ * ```
+ */
+export class HalfConv1D extends Module {
+  /** Hugging Face's `nf`: number of output features. */
+  readonly nf: number;
+  /** Hugging Face's `nx`: number of input features. */
+  readonly nx: number;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  /** The weight is stored `[in, out]` (PEFT's `fan_in_fan_out`). */
+  readonly fanInFanOut = true as const;
+  readonly dtype: HalfDtype;
+  /** 0 = BF16, 1 = F16 (the kernels' dtype argument). */
+  readonly dtypeCode: 0 | 1;
+  readonly bias: Parameter | null;
+  /** @internal As {@link HalfLinear.weightGradSink}, in the stored layout `[in, out]`. */
+  weightGradSink: Tensor | null = null;
+  #w: HalfWeight;
+  #input: Tensor | null = null;
+
+  /** `nf` = out features, `nx` = in features (Hugging Face's argument order); the weight is zeroed. */
+  constructor(nf: number, nx: number, opts: HalfConv1DOptions) {
+    super();
+    if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", "HalfConv1D: opts with a dtype are required", { argument: "opts" });
+    checkDtype(opts.dtype, "HalfConv1D");
+    for (const [n, v] of [["nf", nf], ["nx", nx]] as const) {
+      if (!Number.isSafeInteger(v) || v <= 0) throw new ShapeError("SHAPE_MISMATCH", `HalfConv1D: ${n} must be a positive integer, got ${v}`);
+    }
+    this.nf = nf;
+    this.nx = nx;
+    this.inFeatures = nx;
+    this.outFeatures = nf;
+    this.dtype = opts.dtype;
+    this.dtypeCode = halfDtypeCode(opts.dtype);
+    const w = new HalfWeight(nx, nf, opts.dtype, "HalfConv1D.weight");
+    let b: Parameter | null = null;
+    if (opts.bias ?? true) {
+      try {
+        b = Parameter.zeros([nf]);
+      } catch (e) {
+        w.free(); // weight and bias, or neither
+        throw e;
+      }
+    }
+    this.#w = this.registerHalfTensor("weight", w);
+    this.bias = this.registerParameter("bias", b);
+  }
+
+  /** The half weight `[in, out]` (registered as `weight`). */
+  get weightBits(): HalfWeight {
+    return this.#w;
+  }
+
+  /** Byte offset of the u16 weight [in, out] in wasm memory. */
+  get weightPtr(): number {
+    return this.#w.ptr;
+  }
+
+  /** Bytes of wasm memory held by the half weight (2 per value; the f32 bias is not counted). */
+  get weightBytes(): number {
+    return this.#w.byteLength;
+  }
+
+  /** A widened f32 copy of the weight, in the stored layout `[in, out]`. */
+  weightF32(): Float32Array {
+    return this.#w.toFloat32();
+  }
+
+  /** The u16 bits `[in, out]` as a fresh view (re-derived after memory.grow). */
+  bitsView(): Uint16Array {
+    return this.#w.view();
+  }
+
+  #rows(x: Tensor, what: string): number {
+    assertLive(x, what);
+    if (x.ndim < 1 || x.dim(-1) !== this.inFeatures) {
+      throw new ShapeError("SHAPE_MISMATCH", `${what}: input of shape [${x.shape.join(", ")}] does not end in nx = ${this.inFeatures}`, { shape: x.shape, inFeatures: this.inFeatures });
+    }
+    return x.size / this.inFeatures;
+  }
+
+  /** `y[rows, out] = x[rows, in]·W + b` into preallocated wasm memory (byte offsets); allocates nothing. `y` is overwritten. */
+  forwardInto(xPtr: number, yPtr: number, rows: number): void {
+    if (rows <= 0) return;
+    const k = runtime().k;
+    k.h16_gemm_nn(xPtr, this.#w.ptr, yPtr, rows, this.inFeatures, this.outFeatures, 0, this.dtypeCode);
+    if (this.bias) k.f32_bias_add(yPtr, this.bias.ptr, rows, this.outFeatures);
+  }
+
+  /** `gx[rows, in] = gy[rows, out]·Wᵀ` (h16_gemm_nt; `gx` is overwritten): the input gradient through the live weight. */
+  inputGradInto(gyPtr: number, gxPtr: number, rows: number): void {
+    if (rows <= 0) return;
+    runtime().k.h16_gemm_nt(gyPtr, this.#w.ptr, 0, gxPtr, rows, this.outFeatures, this.inFeatures, 0, this.dtypeCode);
+  }
+
+  /** @internal `weightGradSink += xᵀ·gy` (`f32_gemm_tn`, as a `Conv1D`'s weight gradient) when a sink is set. */
+  accumulateWeightGrad(xPtr: number, gyPtr: number, rows: number): void {
+    const g = this.weightGradSink;
+    if (!g || rows <= 0) return;
+    runtime().k.f32_gemm_tn(xPtr, gyPtr, g.ptr, rows, this.inFeatures, this.outFeatures, 1);
+  }
+
+  forward(x: Tensor): Tensor {
+    const B = this.#rows(x, "HalfConv1D.forward");
+    const y = Tensor.zeros([...x.shape.slice(0, -1), this.outFeatures]);
+    this.forwardInto(x.ptr, y.ptr, B);
+    if (this.training) this.#input = x;
+    return y;
+  }
+
+  /** dL/dx = gy·Wᵀ (h16_gemm_nt); accumulates dL/db = Σ gy when the bias is trainable. The weight gets no gradient. */
+  override backward(gy: Tensor): Tensor {
+    const x = this.#input;
+    if (!x) throw new StateError("ADAPTER_STATE", "HalfConv1D.backward: no cached input (call forward in training mode first)");
+    refuseTraining(this.#w, "HalfConv1D.backward");
+    const B = this.#rows(x, "HalfConv1D.backward");
+    const gx = Tensor.zeros(x.shape);
+    this.inputGradInto(gy.ptr, gx.ptr, B);
+    this.accumulateWeightGrad(x.ptr, gy.ptr, B);
+    if (this.bias && this.bias.requiresGrad) runtime().k.f32_bias_grad(gy.ptr, this.bias.ensureGrad().ptr, B, this.outFeatures, 1);
+    return gx;
+  }
+
+  protected override clearOwnCache(): void {
+    this.#input = null;
+  }
+
+  /** A copy with its own weight storage. */
+  override clone(): HalfConv1D {
+    const c = new HalfConv1D(this.nf, this.nx, { bias: this.bias !== null, dtype: this.dtype });
+    c.bitsView().set(this.bitsView());
+    c.weightBits.requiresGrad = this.#w.requiresGrad;
+    if (this.bias) c.bias!.data.set(this.bias.data);
+    c.training = this.training;
+    return c;
+  }
+
+  override toString(): string {
+    return `HalfConv1D(nf=${this.nf}, nx=${this.nx}, dtype=${this.dtype})`;
+  }
+}
+
+/** A frozen half-precision dense layer: a {@link HalfLinear} (`[out, in]`) or a GPT-2 {@link HalfConv1D} (`[in, out]`). */
+export type HalfDense = HalfLinear | HalfConv1D;
+
+/** Whether `m` is a half-precision dense layer ({@link HalfLinear} or {@link HalfConv1D}). */
+export function isHalfDense(m: unknown): m is HalfDense {
+  return m instanceof HalfLinear || m instanceof HalfConv1D;
 }
 
 export interface HalfEmbeddingOptions {

@@ -2,8 +2,8 @@ export { Tensor, Parameter, numel, isTensorLike, expectShape } from "./tensor.js
 export type { TensorLike } from "./tensor.js";
 export { Module } from "./module.js";
 export type { StateDictSource, LoadStateDictOptions, LoadStateDictResult, HalfTensor } from "./module.js";
-export { HalfLinear, HalfEmbedding, HalfWeight, halfDtypeCode } from "./half.js";
-export type { HalfDtype, HalfLinearOptions, HalfEmbeddingOptions } from "./half.js";
+export { HalfLinear, HalfConv1D, HalfEmbedding, HalfWeight, halfDtypeCode, isHalfDense } from "./half.js";
+export type { HalfDtype, HalfDense, HalfLinearOptions, HalfConv1DOptions, HalfEmbeddingOptions } from "./half.js";
 export { Linear } from "./linear.js";
 export type { LinearOptions } from "./linear.js";
 export { Conv1D, isDenseLayer, isFanInFanOut } from "./conv1d.js";

@@ -30,7 +30,7 @@
  * (`f32_switch_merge`, see `assembly/switch.ts`) with the same result as restoring and fusing again.
  *
  * Half-precision base (issue #13): the wrapped layer may also be a {@link HalfLinear} (a frozen `[out, in]` weight
- * of BF16 / F16 bits). The adapter values stay f32 (PEFT's `autocast_adapter_dtype=True`). Then:
+ * of BF16 / F16 bits) or a GPT-2 {@link HalfConv1D} (the same, stored `[in, out]`: positions are kept as for a Conv1D). The adapter values stay f32 (PEFT's `autocast_adapter_dtype=True`). Then:
  *
  * ```
  *   saved    u16[nnz]   the exact half bits at the adapter's positions (kept in an F32Buffer of ⌈nnz/8⌉·4 words:
@@ -40,28 +40,32 @@
  * ```
  *
  * Several fused adapters are applied in order and each rounds to half after its add, as PEFT's merge of several
- * adapters into a bf16 weight does (one `+=` per adapter). The unfused forward is `HalfLinear.forwardInto` plus the
+ * adapters into a bf16 weight does (one `+=` per adapter). The unfused forward is the half layer's `forwardInto` plus the
  * f32 sparse products (PEFT's unfused path computes the adapter in its own dtype, f32); the backward's dL/dx runs
- * through the live half weight with `h16_gemm_nn`. {@link ShiraLinear.baseWeight} widens to f32.
+ * through the live half weight (`h16_gemm_nn`, a HalfConv1D `h16_gemm_nt`). {@link ShiraLinear.baseWeight} widens to f32.
  */
 import { ConfigError, ShapeError, StateError } from "../errors.js";
 import { isDenseLayer, isFanInFanOut, type DenseLayer } from "../nn/conv1d.js";
-import { HalfLinear } from "../nn/half.js";
+import { HalfConv1D, HalfLinear, isHalfDense, type HalfDense } from "../nn/half.js";
 import { Module } from "../nn/module.js";
 import { defaultRng } from "../nn/random.js";
 import { Parameter, Tensor, assertLive } from "../nn/tensor.js";
 import { F32Buffer, runtime, type I32Buffer } from "../runtime/runtime.js";
 
-/** A layer SHiRA / LoRA can wrap: a `Linear`, a GPT-2 `Conv1D`, or a frozen half-precision {@link HalfLinear}. */
-export type AdaptableLayer = DenseLayer | HalfLinear;
+/**
+ * A layer SHiRA / LoRA can wrap: a `Linear`, a GPT-2 `Conv1D`, or a frozen half-precision {@link HalfLinear} /
+ * {@link HalfConv1D}.
+ */
+export type AdaptableLayer = DenseLayer | HalfDense;
 
-/** Whether `m` is a layer SHiRA / LoRA can adapt (`Linear`, `Conv1D` or `HalfLinear`). */
+/** Whether `m` is a layer SHiRA / LoRA can adapt (`Linear`, `Conv1D`, `HalfLinear` or `HalfConv1D`). */
 export function isAdaptableLayer(m: unknown): m is AdaptableLayer {
-  return isDenseLayer(m) || m instanceof HalfLinear;
+  return isDenseLayer(m) || isHalfDense(m);
 }
 
-/** Whether an adaptable layer stores its weight `[in, out]` (a Conv1D; a HalfLinear is `[out, in]`). */
+/** Whether an adaptable layer stores its weight `[in, out]` (a Conv1D or HalfConv1D; Linear and HalfLinear are `[out, in]`). */
 export function fanInFanOutOf(m: AdaptableLayer): boolean {
+  if (m instanceof HalfConv1D) return true;
   return !(m instanceof HalfLinear) && isFanInFanOut(m);
 }
 
@@ -269,14 +273,14 @@ export interface FusedEntry {
 
 /**
  * The type argument is the wrapped layer's type: `ShiraLinear` alone means a `Linear` / `Conv1D` base (what code
- * written before half-precision bases expects); a layer over a half weight is a `ShiraLinear<HalfLinear>` (check
+ * written before half-precision bases expects); a layer over a half weight is a `ShiraLinear<HalfLinear>` or `ShiraLinear<HalfConv1D>` (check
  * {@link ShiraLinear.half}).
  */
 export class ShiraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
   /** The wrapped layer (PEFT's `base_layer`); its weight is the live (possibly fused) weight. */
   readonly baseLayer: B;
-  /** The wrapped layer when it is a half-precision {@link HalfLinear} (u16 weight bits), else null. */
-  readonly half: HalfLinear | null;
+  /** The wrapped layer when it is a half-precision {@link HalfLinear} / {@link HalfConv1D} (u16 weight bits), else null. */
+  readonly half: HalfDense | null;
   readonly inFeatures: number;
   readonly outFeatures: number;
   /** The base weight is stored `[in, out]` (a GPT-2 `Conv1D`; PEFT's `fan_in_fan_out`). */
@@ -301,7 +305,7 @@ export class ShiraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
     this.inFeatures = baseLayer.inFeatures;
     this.outFeatures = baseLayer.outFeatures;
     this.fanInFanOut = fanInFanOutOf(baseLayer);
-    this.half = baseLayer instanceof HalfLinear ? baseLayer : null;
+    this.half = isHalfDense(baseLayer) ? baseLayer : null;
   }
 
   /** Byte offset of the live weight: f32 values, or the u16 bits of a half base. */
@@ -763,8 +767,9 @@ export class ShiraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
     if (h && h.weightBits.requiresGrad) {
       throw new ConfigError("MODEL_UNSUPPORTED", `ShiraLinear.backward: the ${h.dtype} base weight asks for a gradient, but half-precision weights are frozen (train the adapter, or load the model as f32)`, { dtype: h.dtype });
     }
+    // a half weight is frozen (no gradient), but mask calibration may read dL/dW through its sink
+    h?.accumulateWeightGrad(x.ptr, gy.ptr, B);
     const dense = h ? null : (base as DenseLayer);
-    // a half weight is frozen (no gradient)
     if (dense && dense.weight.requiresGrad) {
       if (t) k.f32_gemm_tn(x.ptr, gy.ptr, dense.weight.ensureGrad().ptr, B, K, N, 1);
       else k.f32_gemm_tn(gy.ptr, x.ptr, dense.weight.ensureGrad().ptr, B, N, K, 1);
@@ -772,7 +777,7 @@ export class ShiraLinear<B extends AdaptableLayer = DenseLayer> extends Module {
     if (base.bias && base.bias.requiresGrad) k.f32_bias_grad(gy.ptr, base.bias.ensureGrad().ptr, B, N, 1);
     // dL/dx through the live weight (which holds the fused adapters, if any)
     const gx = Tensor.zeros(x.shape);
-    if (h) k.h16_gemm_nn(gy.ptr, h.weightPtr, gx.ptr, B, N, K, 0, h.dtypeCode);
+    if (h) h.inputGradInto(gy.ptr, gx.ptr, B);
     else if (t) k.f32_gemm_nt(gy.ptr, dense!.weight.ptr, 0, gx.ptr, B, N, K, 0);
     else k.f32_gemm_nn(gy.ptr, dense!.weight.ptr, gx.ptr, B, N, K, 0);
     // plus the sparse part of unfused adapters: gx[b, in_j] += coef * v_j * gy[b, out_j]

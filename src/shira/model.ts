@@ -1,6 +1,6 @@
 /**
  * `ShiraModel` (PEFT's `PeftModel` + `ShiraModel`): injects SHiRA adapters into a model's `Linear`, `Conv1D`
- * (GPT-2, `fan_in_fan_out`) and half-precision `HalfLinear` (BF16 / F16 weight bits; see `layer.ts`) layers and
+ * (GPT-2, `fan_in_fan_out`) and half-precision `HalfLinear` / `HalfConv1D` (BF16 / F16 weight bits; see `layer.ts`) layers and
  * manages several adapters: activation, scaling, PEFT-style merge/unmerge (exact here), rapid fused switching
  * and multi-adapter fusion, unloading, and parameter accounting.
  *
@@ -15,7 +15,7 @@
  */
 import { refuseWhileGenerating, refuseWhileRunning, runScope } from "./busy.js";
 import { ConfigError, ShapeError, StateError } from "../errors.js";
-import { HalfLinear } from "../nn/half.js";
+import { isHalfDense } from "../nn/half.js";
 import { Module } from "../nn/module.js";
 import type { Tensor } from "../nn/tensor.js";
 import { ShiraConfig } from "./config.js";
@@ -344,7 +344,7 @@ export class ShiraModel {
     if (errors.length) {
       throw new ConfigError(
         "SHIRA_NOT_LINEAR",
-        `Target module(s) ${errors.join(", ")} not supported. Currently, only the following modules are supported: Linear, Conv1D. (A half-precision HalfLinear counts as a Linear.)`,
+        `Target module(s) ${errors.join(", ")} not supported. Currently, only the following modules are supported: Linear, Conv1D. (A half-precision HalfLinear / HalfConv1D counts as a Linear / Conv1D.)`,
         { modules: errors },
       );
     }
@@ -388,7 +388,7 @@ export class ShiraModel {
         continue;
       }
       // mask functions see the [out, in] matrix: a Conv1D's stored [in, out] weight is transposed for them
-      const stored = t.layer instanceof ShiraLinear ? t.layer.baseWeight() : lin instanceof HalfLinear ? lin.weightF32() : lin.weight.data;
+      const stored = t.layer instanceof ShiraLinear ? t.layer.baseWeight() : isHalfDense(lin) ? lin.weightF32() : lin.weight.data;
       const weight = fanInFanOutOf(lin) ? transposed(stored, inn, out) : stored;
       const options: Record<string, unknown> = { bias: lin.bias !== null, randomSeed: config.randomSeed, ...config.maskOptions, ...extra };
       const res = maskFn!({ name: t.name, outFeatures: out, inFeatures: inn, weight }, config.r, options);

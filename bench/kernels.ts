@@ -1,5 +1,6 @@
 // Kernel benchmark: our wasm kernels against onnxruntime-web's WASM backend (one Gemm node, transB = 1, W as an
-// initializer, one thread) and against our own dense kernels, single thread, medians after warm-up.
+// initializer, one thread) and against our own dense kernels, single thread, medians after warm-up; then gemm_nt and
+// the switch on 2 threads against ours on 1 and onnxruntime-web on 2 (the `threads` column).
 //
 //   node --import tsx bench/run.ts kernels                                       plain SIMD rows
 //   node --experimental-wasm-relaxed-simd --import tsx bench/run.ts kernels     + relaxed-SIMD rows
@@ -30,6 +31,8 @@ export interface KernelRow {
   peer_gflops?: number | null;
   unfused_overhead?: number | null;
   note?: string;
+  /** Threads that ran ours (1 unless the row says otherwise). */
+  threads?: number;
 }
 
 const GEMM_CASES: [number, number, number][] = [
@@ -75,8 +78,6 @@ function warmKernels(rt: Runtime): void {
 }
 
 async function gemmRows(rt: Runtime, relaxed: Runtime | null, opts: BenchOptions, log: (s: string) => void): Promise<KernelRow[]> {
-  ort.env.wasm.numThreads = 1;
-  ort.env.wasm.simd = true;
   const rows: KernelRow[] = [];
   const cases = opts.quick ? GEMM_CASES.filter(([B, , N]) => B <= 8 && N === 4096) : GEMM_CASES;
   for (const [B, K, N] of cases) {
@@ -85,7 +86,7 @@ async function gemmRows(rt: Runtime, relaxed: Runtime | null, opts: BenchOptions
     const x = randomF32(B * K, 5);
     const heavy = B * K * N > 1e9;
     // peer: onnxruntime-web
-    const session = await ort.InferenceSession.create(onnxGemmModel(B, K, N, w, bias), { executionProviders: ["wasm"] });
+    const session = await ortSession(B, K, N, w, bias, 1);
     const feeds = { x: new ort.Tensor("float32", x, [B, K]) };
     const peerOut = (await session.run(feeds)).y.data as Float32Array;
     // ours: the plain-SIMD build, and the relaxed-SIMD build when this Node accepts it
@@ -145,6 +146,91 @@ async function gemmRows(rt: Runtime, relaxed: Runtime | null, opts: BenchOptions
         peer_gflops: gflops(B, K, N, peer.median),
       });
     }
+  }
+  return rows;
+}
+
+/** Threads of the thread rows (this machine's 2 cores; ours against ours on 1 thread and onnxruntime-web on as many). */
+const THREADS = 2;
+
+/**
+ * An onnxruntime-web session of one Gemm node on `threads` intra-op threads. Its WASM backend starts one thread pool of
+ * `ort.env.wasm.numThreads` (= THREADS, set before the first session) and each session uses `intraOpNumThreads` of it.
+ */
+function ortSession(B: number, K: number, N: number, w: Float32Array, bias: Float32Array, threads: number): Promise<Ort.InferenceSession> {
+  return ort.InferenceSession.create(onnxGemmModel(B, K, N, w, bias), { executionProviders: ["wasm"], intraOpNumThreads: threads });
+}
+
+const THREAD_CASES: [number, number, number][] = [
+  [1, 4096, 4096],
+  [8, 4096, 4096],
+  [128, 4096, 4096],
+  [128, 4096, 11008],
+];
+
+/**
+ * gemm_nt and the single-sweep switch on THREADS threads: ours (the plain-SIMD build) against ours on one thread and
+ * against onnxruntime-web on THREADS threads, round robin. Ours on THREADS threads must equal ours on one bit for bit.
+ */
+async function threadRows(one: Runtime, opts: BenchOptions, log: (s: string) => void): Promise<KernelRow[]> {
+  const many = createRuntime({ variant: "simd", threads: THREADS });
+  if (many.threads !== THREADS) throw new Error(`kernels: cannot run ${THREADS} threads here: ${many.threadsLimitedBy}`);
+  const rows: KernelRow[] = [];
+  const cases = opts.quick ? THREAD_CASES.filter(([B, , N]) => B <= 8 && N === 4096) : THREAD_CASES;
+  try {
+    for (const [B, K, N] of cases) {
+      const w = randomF32(N * K, 3);
+      const bias = randomF32(N, 4);
+      const x = randomF32(B * K, 5);
+      const session = await ortSession(B, K, N, w, bias, THREADS);
+      const feeds = { x: new ort.Tensor("float32", x, [B, K]) };
+      await session.run(feeds);
+      const setup = (r: Runtime) => {
+        const bufs = { w: r.allocF32(w), b: r.allocF32(bias), x: r.allocF32(x), y: r.allocF32(B * N) };
+        const call = () => r.k.f32_gemm_nt(bufs.x.ptr, bufs.w.ptr, bufs.b.ptr, bufs.y.ptr, B, K, N, 0);
+        call();
+        return { call, out: () => bufs.y.toArray(), free: () => Object.values(bufs).forEach((b) => b.free()) };
+      };
+      const a = setup(one);
+      const b = setup(many);
+      const ya = new Uint32Array(a.out().buffer);
+      const yb = new Uint32Array(b.out().buffer);
+      if (!ya.every((v, i) => v === yb[i])) throw new Error(`gemm_nt ${B}x${K}x${N}: ${THREADS} threads differ from 1 thread`);
+      const [peer, ours1, oursN] = await timeRoundRobin([() => session.run(feeds), a.call, b.call], timing(opts, B * K * N > 1e9));
+      await session.release();
+      a.free();
+      b.free();
+      const base = { B, K, N, ours_ms: oursN.median, ours_gflops: gflops(B, K, N, oursN.median), threads: THREADS };
+      rows.push({ case: `gemm_nt, ${THREADS} threads`, ...base, peer: "ours, 1 thread", peer_ms: ours1.median, speedup: ours1.median / oursN.median, peer_gflops: gflops(B, K, N, ours1.median) });
+      rows.push({ case: `gemm_nt, ${THREADS} threads`, ...base, peer: `onnxruntime-web (wasm, ${THREADS} threads)`, peer_ms: peer.median, speedup: peer.median / oursN.median, peer_gflops: gflops(B, K, N, peer.median) });
+      log(`  gemm_nt B=${B} K=${K} N=${N}, ${THREADS} threads: ours ${oursN.median.toFixed(2)} ms (1 thread ${ours1.median.toFixed(2)} ms), onnxruntime-web ${peer.median.toFixed(2)} ms`);
+    }
+    // the single-sweep switch A -> B on one [11008, 4096] weight, r = 32 each
+    const [N, K] = [11008, 4096];
+    const nnz = R * (N + K);
+    const pa = randomPositions(N, K, nnz, 31).flat;
+    const pb = randomPositions(N, K, nnz, 32).flat;
+    const setup = (r: Runtime) => {
+      const bufs = { w: r.allocF32(randomF32(N * K, 33)), ia: r.allocI32(pa), sa: r.allocF32(nnz), ib: r.allocI32(pb), sb: r.allocF32(nnz), vb: r.allocF32(randomF32(nnz, 34)) };
+      r.k.f32_gather(bufs.w.ptr, bufs.ia.ptr, bufs.sa.ptr, nnz);
+      // A -> B, then B -> A: the weight returns to the same state every second call
+      let ab = true;
+      const call = () => {
+        if (ab) r.k.f32_switch_merge(bufs.w.ptr, bufs.ia.ptr, bufs.sa.ptr, nnz, bufs.ib.ptr, bufs.sb.ptr, bufs.vb.ptr, 1e-3, nnz);
+        else r.k.f32_switch_merge(bufs.w.ptr, bufs.ib.ptr, bufs.sb.ptr, nnz, bufs.ia.ptr, bufs.sa.ptr, bufs.vb.ptr, 1e-3, nnz);
+        ab = !ab;
+      };
+      return { call, free: () => Object.values(bufs).forEach((b) => b.free()) };
+    };
+    const a = setup(one);
+    const b = setup(many);
+    const [s1, sN] = await timeRoundRobin([a.call, b.call], timing(opts, false));
+    a.free();
+    b.free();
+    rows.push({ case: `switch_merge A→B, ${THREADS} threads`, B: 0, K, N, ours_ms: sN.median, peer: "ours, 1 thread", peer_ms: s1.median, speedup: s1.median / sN.median, threads: THREADS, note: `nnz = ${nnz} per adapter` });
+    log(`  switch_merge [${N}, ${K}], ${THREADS} threads: ${sN.median.toFixed(2)} ms (1 thread ${s1.median.toFixed(2)} ms)`);
+  } finally {
+    many.dispose();
   }
   return rows;
 }
@@ -268,6 +354,8 @@ async function sparseRows(rt: Runtime, opts: BenchOptions, log: (s: string) => v
 
 export async function run(opts: BenchOptions = {}): Promise<KernelRow[]> {
   ort = await import("onnxruntime-web");
+  ort.env.wasm.numThreads = THREADS; // one pool for every session; each session takes intraOpNumThreads of it
+  ort.env.wasm.simd = true;
   const log = opts.json ? () => {} : (opts.log ?? ((s: string) => console.log(s)));
   const rt = createRuntime({ variant: "simd" });
   const relaxed = relaxedRuntime();
@@ -278,11 +366,13 @@ export async function run(opts: BenchOptions = {}): Promise<KernelRow[]> {
   rows.push(...(await gemmRows(rt, relaxed, opts, log)));
   rows.push(...(await sparseRows(rt, opts, log)));
   rows.push(...switchRows(rt, opts, log));
+  rows.push(...(await threadRows(rt, opts, log)));
+  for (const r of rows) r.threads ??= 1;
   if (!opts.json) {
     printTable(
       "kernels (median ms, single thread; speedup = peer_ms / ours_ms)",
       rows.map((r) => ({ ...r, overhead: r.unfused_overhead ?? null })),
-      ["case", "B", "K", "N", "ours_ms", "peer", "peer_ms", "speedup", "ours_gflops", "peer_gflops", "overhead"],
+      ["case", "threads", "B", "K", "N", "ours_ms", "peer", "peer_ms", "speedup", "ours_gflops", "peer_gflops", "overhead"],
     );
   }
   const path = writeResults("kernels", rows);
@@ -294,7 +384,8 @@ export async function run(opts: BenchOptions = {}): Promise<KernelRow[]> {
     intro: [
       "`y[B,N] = x[B,K]·W[N,K]ᵀ`: ours (plain SIMD, and relaxed SIMD when this Node accepts it) against onnxruntime-web's WASM backend " +
         "(1 thread, one `Gemm` node, `transB = 1`, `W` as an initializer), timed round robin. Sparse rows compare the unfused delta " +
-        "(CSR), the masked-matmul gradient and the switching kernels with the dense work they replace.",
+        "(CSR), the masked-matmul gradient and the switching kernels with the dense work they replace. " +
+        `Rows with ${THREADS} threads: ours on a ${THREADS}-thread runtime (kernels split over the threads, bit-identical to 1 thread) against ours on 1 thread and against onnxruntime-web on ${THREADS} threads (\`ort.env.wasm.numThreads = ${THREADS}\`; every session sets \`intraOpNumThreads\`: 1 for the one-thread rows).`,
     ],
     rows: rows.map((r) => ({ ...r, case: r.B ? `${r.case} B=${r.B} K=${r.K} N=${r.N}` : `${r.case} [${r.N}×${r.K}]` })),
     chart: {
@@ -304,6 +395,7 @@ export async function run(opts: BenchOptions = {}): Promise<KernelRow[]> {
         { name: "ours (plain SIMD)", color: "#1f77b4", values: gflops("gemm_nt", "ours_gflops") },
         ...(relaxed ? [{ name: "ours (relaxed SIMD)", color: "#2a9d8f", values: gflops("gemm_nt relaxed-simd", "ours_gflops") }] : []),
         { name: "onnxruntime-web", color: "#ff7f0e", values: gflops("gemm_nt", "peer_gflops") },
+        { name: `ours (plain SIMD), ${THREADS} threads`, color: "#17becf", values: gflops(`gemm_nt, ${THREADS} threads`, "ours_gflops") },
       ],
       yLabel: "GFLOP/s",
     },

@@ -1,6 +1,6 @@
 // Language-model benchmark: a Qwen2-0.5B-shaped decoder (24 layers, hidden 896, 14 heads, 2 KV heads, MLP 4864,
 // vocab 151,936, tied embeddings; synthetic weights written as a Hugging Face checkpoint by bench/lm/synthetic.ts and
-// loaded through `AutoModelForCausalLM.fromPretrained`), one thread, in one run:
+// loaded through `AutoModelForCausalLM.fromPretrained`), one thread (and the thread rows on 2), in one run:
 //
 //   * prefill tokens/s for a 128-token prompt, decode tokens/s at contexts 128 and 1024;
 //   * the weight-streaming bound of a decode step: bytes read per token (every dense weight and bias, the tied head,
@@ -9,7 +9,8 @@
 //   * the peer: llama.cpp compiled to wasm (`@wllama/wllama`, single thread, headless Chromium) on a GGUF F32 file
 //     written from the same tensors (bench/lm/gguf.ts), fed the same prompt token ids (bench/lm/wllama-peer.ts);
 //   * a whole-model SHiRA switch between two tokens (r = 32 on q/k/v/o/gate/up/down) and a LoRA switch (same
-//     parameter count), each as a fraction of one decode step.
+//     parameter count), each as a fraction of one decode step;
+//   * prefill, decode and both switches again on 2 threads (`runtime().setThreads(2)`), against the 1-thread rows.
 //
 //   npm run bench -- lm              (SHIRA_BENCH_CACHE: where the 2 GB checkpoint and GGUF are kept; default /tmp)
 //   npm run bench -- lm -- --quick   (a 2-layer toy shape: checks the plumbing in seconds)
@@ -104,6 +105,35 @@ function prefill(lm: DecoderModel, prompt: number[], repeats: number): number {
   return median(ts);
 }
 
+/** Median ms of a whole-model SHiRA switch A -> B and of a LoRA switch (same parameter count), between two tokens. */
+function measureSwitches(lm: DecoderModel, r: number, quick: boolean): { shira: number; lora: number; nnz: number } {
+  const shiraCfg = (seed: number) => new ShiraConfig({ r, targetModules: PROJECTIONS, randomSeed: seed, initWeights: false });
+  const peft = getPeftModel(lm, shiraCfg(1), "A");
+  peft.addAdapter("B", shiraCfg(2));
+  peft.switchTo("A");
+  const shiraTimes: number[] = [];
+  for (let i = 0; i < (quick ? 6 : 10); i++) {
+    const t0 = performance.now();
+    peft.switchTo(i % 2 ? "A" : "B");
+    shiraTimes.push(performance.now() - t0);
+  }
+  const nnz = peft.adapterSize("A");
+  peft.unload();
+  const lora = getLoraModel(lm, new LoraConfig({ r, targetModules: PROJECTIONS, initLoraWeights: false }), "A");
+  lora.addAdapter("B", new LoraConfig({ r, targetModules: PROJECTIONS, initLoraWeights: false }));
+  lora.switchTo("A");
+  const loraTimes: number[] = [];
+  for (let i = 0; i < (quick ? 4 : 3); i++) {
+    const t0 = performance.now();
+    lora.switchTo(i % 2 ? "A" : "B");
+    loraTimes.push(performance.now() - t0);
+  }
+  lora.unmerge();
+  lora.deleteAdapter("A");
+  lora.deleteAdapter("B");
+  return { shira: median(shiraTimes.slice(2)), lora: median(loraTimes.slice(1)), nnz };
+}
+
 export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
   const log = opts.json ? () => undefined : opts.log ?? ((s: string) => console.log(s));
   const quick = !!opts.quick;
@@ -126,6 +156,7 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
   const tl = performance.now();
   const lm = await AutoModelForCausalLM.fromPretrained(dir);
   const loadMs = performance.now() - tl;
+  rt.setThreads(1); // the peer runs one thread; the thread rows below run ours on more
   phase(`loaded with fromPretrained in ${(loadMs / 1000).toFixed(1)} s (wasm memory ${bytes(rt.memoryBytes)})`);
   const prompt = promptIds(PROMPT, 1);
   const prefillMs = prefill(lm, prompt, quick ? 3 : 2);
@@ -142,32 +173,24 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
 
   // ---------------------------------------------------------------- switching between two tokens
   const r = quick ? 2 : R; // the toy shape's k/v projections are [32, 64]: r·(out + in) must stay below out·in
-  const shiraCfg = (seed: number) => new ShiraConfig({ r, targetModules: PROJECTIONS, randomSeed: seed, initWeights: false });
-  const peft = getPeftModel(lm, shiraCfg(1), "A");
-  peft.addAdapter("B", shiraCfg(2));
-  peft.switchTo("A");
-  const shiraTimes: number[] = [];
-  for (let i = 0; i < (quick ? 6 : 8); i++) {
-    const t0 = performance.now();
-    peft.switchTo(i % 2 ? "A" : "B");
-    shiraTimes.push(performance.now() - t0);
+  const sw = measureSwitches(lm, r, quick);
+  phase(`SHiRA whole-model switch: ${sw.shira.toFixed(2)} ms (${(sw.nnz / 1e6).toFixed(2)} M values per adapter)`);
+  phase(`LoRA whole-model switch: ${sw.lora.toFixed(0)} ms`);
+
+  // ---------------------------------------------------------------- the same on more threads
+  const threadCounts = [2];
+  const threaded = new Map<number, { prefillMs: number; decode: Map<number, number>; shira: number; lora: number }>();
+  for (const n of threadCounts) {
+    rt.setThreads(n);
+    if (rt.threads !== n) throw new Error(`lm bench: cannot run ${n} threads here (${rt.threadsLimitedBy})`);
+    const p = prefill(lm, prompt, quick ? 3 : 2);
+    decodeStep(lm, prompt, 64, quick ? 4 : 8);
+    const d = new Map(contexts.map((ctx) => [ctx, decodeStep(lm, prompt, ctx, steps).stepMs]));
+    const s2 = measureSwitches(lm, r, quick);
+    threaded.set(n, { prefillMs: p, decode: d, shira: s2.shira, lora: s2.lora });
+    phase(`${n} threads: prefill ${p.toFixed(0)} ms, decode ${contexts.map((c) => `@${c} ${d.get(c)!.toFixed(1)} ms`).join(", ")}, SHiRA switch ${s2.shira.toFixed(2)} ms, LoRA switch ${s2.lora.toFixed(0)} ms`);
   }
-  const nnz = peft.adapterSize("A");
-  peft.unload();
-  phase(`SHiRA whole-model switch: ${median(shiraTimes.slice(2)).toFixed(2)} ms (${(nnz / 1e6).toFixed(2)} M values per adapter)`);
-  const lora = getLoraModel(lm, new LoraConfig({ r, targetModules: PROJECTIONS, initLoraWeights: false }), "A");
-  lora.addAdapter("B", new LoraConfig({ r, targetModules: PROJECTIONS, initLoraWeights: false }));
-  lora.switchTo("A");
-  const loraTimes: number[] = [];
-  for (let i = 0; i < (quick ? 4 : 3); i++) {
-    const t0 = performance.now();
-    lora.switchTo(i % 2 ? "A" : "B");
-    loraTimes.push(performance.now() - t0);
-  }
-  lora.unmerge();
-  lora.deleteAdapter("A");
-  lora.deleteAdapter("B");
-  phase(`LoRA whole-model switch: ${median(loraTimes.slice(1)).toFixed(0)} ms`);
+  rt.setThreads(1);
   lm.dispose();
 
   // ---------------------------------------------------------------- peer: llama.cpp (wllama) in Chromium
@@ -217,12 +240,24 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
     );
   }
   const step = decode.get(contexts[0])!.stepMs;
-  const sh = median(shiraTimes.slice(2));
-  const lo = median(loraTimes.slice(1));
+  const sh = sw.shira;
+  const lo = sw.lora;
   rows.push(row(`SHiRA whole-model switch (r = ${r}, 7 projections × ${shape.layers} layers) vs one decode step @${contexts[0]}`, sh, "one decode step", step, { target: "switch <= 1 decode step (speedup >= 1)", met: sh <= step }));
   rows.push(row(`LoRA whole-model switch (r = ${r}, same parameter count) vs one decode step @${contexts[0]}`, lo, "one decode step", step, { target: "(for comparison)" }));
 
-  if (!opts.json) printTable(`language model, ${quick ? "toy shape (--quick)" : "Qwen2-0.5B shape"}, one thread (speedup = peer ms / ours ms)`, rows, ["case", "ours_ms", "peer", "peer_ms", "speedup"]);
+  for (const [n, t] of threaded) {
+    const vs = `ours, 1 thread`;
+    rows.push(row(`prefill ${PROMPT} tokens, ${n} threads`, t.prefillMs, vs, prefillMs, { threads: n, target: "speedup >= 1.8", met: prefillMs / t.prefillMs >= 1.8 }));
+    for (const ctx of contexts) {
+      const one = decode.get(ctx)!.stepMs;
+      rows.push(row(`decode @${ctx}, ${n} threads`, t.decode.get(ctx)!, vs, one, { threads: n, target: "speedup >= 1.5", met: one / t.decode.get(ctx)! >= 1.5 }));
+    }
+    rows.push(row(`SHiRA whole-model switch, ${n} threads`, t.shira, vs, sh, { threads: n, target: "speedup >= 1.5", met: sh / t.shira >= 1.5 }));
+    rows.push(row(`LoRA whole-model switch, ${n} threads`, t.lora, vs, lo, { threads: n, target: "(for comparison)" }));
+  }
+  for (const x of rows) x.threads ??= 1;
+
+  if (!opts.json) printTable(`language model, ${quick ? "toy shape (--quick)" : "Qwen2-0.5B shape"}, one thread (speedup = peer ms / ours ms)`, rows, ["case", "threads", "ours_ms", "peer", "peer_ms", "speedup"]);
   writeResults("lm", rows);
   writeSummary("lm", {
     title: `Language model: ${quick ? "toy Qwen2 shape (--quick)" : "Qwen2-0.5B-shaped decoder"}, prefill, decode, and switching between tokens`,
@@ -232,13 +267,15 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
         "The peer runs the same tensors from a GGUF F32 file with the same prompt token ids (greedy, KV cache f32).",
       "Prefill: one forward over the 128-token prompt (ms for the whole prompt). Decode @C: ms per token after a C-token context. " +
         `Bound rows: the bytes a decode step must read ÷ the read bandwidth measured in this run (${bandwidth.toFixed(2)} GB/s); \`peer / ours\` is the fraction of the bound reached. ` +
-        "Switch rows: `switchTo` from adapter A to B between two tokens (fused weights; the KV cache is kept) against one decode step.",
+        "Switch rows: `switchTo` from adapter A to B between two tokens (fused weights; the KV cache is kept) against one decode step. " +
+        "Rows with 2 threads: the same model on `runtime().setThreads(2)` against its own one-thread rows of this run (kernels split over the threads; results bit-identical).",
       peer
         ? `Peer: ${peer.version}, ${peer.threads} thread, n_ctx ${peer.n_ctx}; decode step = (time of a ${quick ? 8 : 16}-token request − time of a 1-token request) / ${quick ? 7 : 15} on the cached context (removes per-request overhead). The peer ran after ours, not interleaved (it needs its own 2 GB copy in a browser).`
         : `Peer: wllama could not run here: ${peerError}.`,
     ],
     rows,
     extraColumns: [
+      { key: "threads", header: "threads", format: (v) => String(v ?? 1) },
       { key: "ours_tok_s", header: "ours tok/s", format: (v) => (typeof v === "number" ? String(v) : "") },
       { key: "peer_tok_s", header: "peer tok/s", format: (v) => (typeof v === "number" && Number.isFinite(v) ? String(v) : "") },
     ],

@@ -6,6 +6,7 @@
 // contains every benchmark module, and one static import of a missing package would stop every `shira` command).
 import { MissingPackageError, requirePackage } from "../src/cli/packages.js";
 import { setResultsDir } from "./common.js";
+import { runtime } from "../src/runtime/runtime.js";
 
 export interface BenchOptions {
   /** Fewer repetitions / smaller cases where the benchmark supports it. */
@@ -51,6 +52,10 @@ export async function runBenchmarks(names: string[], opts: BenchOptions = {}): P
   checkPeers(names);
   if (opts.outDir) setResultsDir(opts.outDir);
   const out: Record<string, unknown> = {};
-  for (const n of names) out[n] = await (await LOADERS[n]()).run(opts);
+  for (const n of names) {
+    // every benchmark starts on one thread; the rows that measure threads set them (their `threads` column)
+    runtime().setThreads(1);
+    out[n] = await (await LOADERS[n]()).run(opts);
+  }
   return out;
 }

@@ -26,6 +26,8 @@ export interface BenchRow {
   met?: boolean;
   /** Why a goal was missed, what dominates, what would change it. */
   notes?: string;
+  /** Threads that ran ours (1 unless the row says otherwise). */
+  threads?: number;
   [extra: string]: unknown;
 }
 

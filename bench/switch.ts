@@ -50,6 +50,7 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
 export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
   const log = opts.json ? () => undefined : opts.log ?? ((s: string) => console.log(s));
   const rt = runtime();
+  rt.setThreads(1); // the rows compare one-thread work; the thread rows below run the switch on 2
   const k = rt.k;
   const shapes: [number, number][] = opts.quick ? [[4096, 4096]] : [[4096, 4096], [11008, 4096]];
   const rows: BenchRow[] = [];
@@ -169,6 +170,19 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
     log(`  three-pass switch: ${tp.all.toFixed(3)} ms; f32_switch_merge alone: ${km.all.toFixed(3)} ms; bare scatter of nnz: ${scatter.median.toFixed(3)} ms`);
     log(`  dense copy: ${copy.median.toFixed(3)} ms; LoRA switchTo: ${lo.all.toFixed(3)} ms`);
 
+    // ---- the API switch again on 2 threads (positions split in ranges; the same weights bit for bit)
+    const T2: number[] = [];
+    rt.setThreads(2);
+    if (rt.threads !== 2) throw new Error(`switch bench: cannot run 2 threads here: ${rt.threadsLimitedBy}`);
+    for (let i = -4; i < (opts.quick ? 6 : 20); i++) {
+      const dt = timed(() => peft.switchTo(i % 2 === 0 ? "B" : "A"));
+      if (i >= 0) T2.push(dt);
+    }
+    peft.switchTo("A");
+    rt.setThreads(1);
+    const sh2 = median(T2);
+    log(`  SHiRA switchTo on 2 threads: ${sh2.toFixed(3)} ms`);
+
     // ---- unfused (dense gemm + CSR delta) against fused forward
     const fwd: { B: number; unfused: number; fused: number; spmm: number }[] = [];
     for (const B of [1, 8, 128]) {
@@ -218,6 +232,10 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
 
     // ---- rows
     const sw = sh.all;
+    // the bound of the lines a switch touches: each distinct 64-byte line of W holding a position of A or B is read
+    // and written once, at the read+write bandwidth of the dense copy measured in this run (8·out·in bytes per copy)
+    const bw = (8 * out * inn) / (copy.median / 1000) / 1e9;
+    const boundMs = ((lines * 64 * 2) / (bw * 1e9)) * 1000;
     rows.push(
       row(`switch A↔B [${shape}]`, sw, "LoRA switch (unmerge A + merge B, f32_lowrank_fuse)", lo.all, {
         target: "speedup >= 50",
@@ -238,6 +256,21 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
         peer_ns_per_line: round((copy.median * 1e6) / ((out * inn) / 16)),
         scatter_ns_per_line: round((scatter.median * 1e6) / linesA),
       }),
+      row(`switch A↔B [${shape}]`, sw, `its cache-line bound: ${lines.toLocaleString("en-US")} lines × 64 B × 2 ÷ ${bw.toFixed(1)} GB/s (dense copy's)`, boundMs, {
+        target: "ours <= 1.2 × bound (speedup >= 0.833)",
+        met: sw <= 1.2 * boundMs,
+        shape,
+        nnz,
+        threads: 1,
+      }),
+      row(`switch A↔B [${shape}], 2 threads`, sh2, `its cache-line bound (as above)`, boundMs, {
+        target: "ours <= 1.2 × bound (speedup >= 0.833)",
+        met: sh2 <= 1.2 * boundMs,
+        shape,
+        nnz,
+        threads: 2,
+      }),
+      row(`switch A↔B [${shape}], 2 threads`, sh2, "ours, 1 thread", sw, { target: "speedup >= 1.5", met: sw / sh2 >= 1.5, shape, nnz, threads: 2 }),
       row(`switch A↔B [${shape}]`, sw, "three-pass switch (scatter_set + gather + scatter_add)", tp.all, { shape, nnz }),
       row(`f32_switch_merge alone [${shape}]`, km.all, "three-pass kernels alone", tp.all, { shape, nnz }),
       row(`switch A↔B [${shape}]`, sw, "bare scatter of nnz values (f32_scatter_set; lower bound)", scatter.median, { shape, nnz }),

@@ -1,4 +1,4 @@
-// `npm test`: build what is missing, then run the as-pect kernel specs and the node:test suites.
+// `npm test`: build what is missing, then run the as-pect kernel specs and the node:test suites (at 1 and 2 threads).
 //   node scripts/test.mjs                 everything
 //   node scripts/test.mjs tests/foo.test.ts   only these node:test files (after the build)
 import { spawnSync } from "node:child_process";
@@ -23,8 +23,20 @@ if (files.length === 0) {
   }
 }
 const suites = files.length ? files : readdirSync(join(root, "tests")).filter((f) => f.endsWith(".test.ts")).sort().map((f) => join("tests", f));
-if (run(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", ...suites]) !== 0) {
-  console.error("node:test suites FAILED");
-  failed++;
+// Every suite runs twice: on one thread, and on two threads with every kernel call that can be split split over
+// them (SHIRA_PARALLEL_MIN_WORK=0; results must not depend on the thread count). SHIRA_THREADS set by the caller
+// runs one pass with that count instead.
+const passes = process.env.SHIRA_THREADS
+  ? [{ label: `SHIRA_THREADS=${process.env.SHIRA_THREADS}`, env: {} }]
+  : [
+      { label: "1 thread", env: { SHIRA_THREADS: "1" } },
+      { label: "2 threads, every splittable kernel call split", env: { SHIRA_THREADS: "2", SHIRA_PARALLEL_MIN_WORK: "0" } },
+    ];
+for (const pass of passes) {
+  console.log(`\n# node:test suites, ${pass.label}`);
+  if (run(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", ...suites], pass.env) !== 0) {
+    console.error(`node:test suites FAILED (${pass.label})`);
+    failed++;
+  }
 }
 process.exit(failed ? 1 : 0);

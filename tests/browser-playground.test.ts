@@ -360,7 +360,9 @@ describe("language-model playground on a shira demo output folder", () => {
       assert.deepEqual(res.tokens, (await nodeRun({ prompt: "The", maxNewTokens: 8, plan, sampling: null, ignoreEos: true })).tokens);
       // no horizontal overflow on a phone-sized screen; the genre controls stay visible
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-      assert.ok(overflow <= 0, `the page overflows by ${overflow} px at 390 px`);
+      // (the message names the elements that stick out, with their text: timings change the widths from run to run)
+      const wide = overflow <= 0 ? [] : await page.evaluate(() => [...document.querySelectorAll("body *")].filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 0.5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}: right ${e.getBoundingClientRect().right.toFixed(0)} px, "${(e.textContent ?? "").slice(0, 60)}"`));
+      assert.ok(overflow <= 0, `the page overflows by ${overflow} px at 390 px: ${wide.join("; ")}`);
       for (const g of genres) assert.equal(await page.isVisible(`input[type=range][data-adapter="${g}"]`), true);
       await page.screenshot({ path: join(ensureOutputDir(), "lm-playground-phone.png"), fullPage: true });
     } finally {

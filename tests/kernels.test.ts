@@ -494,7 +494,10 @@ function suite(variant: WasmVariant): void {
       const oldView = y.view;
       const big = rt.allocF32((before >> 2) + (1 << 22)); // forces memory.grow
       assert.ok(rt.memoryBytes > before, "memory grew");
-      assert.equal(oldView.byteLength, 0, "the old view was detached");
+      // an ArrayBuffer is detached by growth; a SharedArrayBuffer (threads) never is, its view keeps the old length
+      if (rt.shared) assert.notEqual(oldView.buffer, rt.memory.buffer, "memory.buffer is a new object");
+      else assert.equal(oldView.byteLength, 0, "the old view was detached");
+      assert.equal(y.view.buffer, rt.memory.buffer, "the view is re-derived");
       rt.k.f32_gemm_nt(x.ptr, w.ptr, bias.ptr, y.ptr, B, K, N, 0);
       assertBits("gemm_nt after growth", y.view, first);
       // a sparse kernel whose scratch lives past the old end of memory

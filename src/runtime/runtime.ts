@@ -15,7 +15,7 @@ import { instantiate as loaderInstantiate, instantiateSync as loaderInstantiateS
 import { ConfigError, RuntimeError, StateError } from "../errors.js";
 import type { Kernels } from "./kernels.js";
 import { parallelKernels, POOL_EXPORTS, type ParallelContext } from "./parallel.js";
-import { MAX_THREADS, ThreadPool } from "./threads.js";
+import { MAX_THREADS, ThreadPool, hostCores, workersUnavailable } from "./threads.js";
 import { WASM_SIMD_BASE64, WASM_RELAXED_BASE64 } from "./wasm.generated.js";
 
 /** Which build of the kernels is running. */
@@ -34,10 +34,9 @@ export interface InitOptions {
   threads?: number;
 }
 
-/** Default threads when none are asked for: the cores of this machine, at most 8. */
+/** Default threads when none are asked for: SHIRA_THREADS, else the cores of this machine, at most 8. */
 function defaultThreads(): number {
-  const g = globalThis as { process?: { env?: Record<string, string | undefined>; getBuiltinModule?: (id: string) => unknown; versions?: { node?: string } }; navigator?: { hardwareConcurrency?: number } };
-  const env = g.process?.env?.SHIRA_THREADS;
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.SHIRA_THREADS;
   if (env !== undefined && env !== "") {
     const n = Number(env);
     if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS) {
@@ -45,12 +44,7 @@ function defaultThreads(): number {
     }
     return n;
   }
-  let cores = g.navigator?.hardwareConcurrency ?? 1;
-  if (g.process?.versions?.node && typeof g.process.getBuiltinModule === "function") {
-    const os = g.process.getBuiltinModule("node:os") as { availableParallelism?: () => number; cpus(): unknown[] };
-    cores = os.availableParallelism?.() ?? os.cpus().length;
-  }
-  return Math.max(1, Math.min(8, cores));
+  return Math.max(1, Math.min(8, hostCores() ?? 1));
 }
 
 /**
@@ -70,10 +64,10 @@ function defaultMinWork(): number {
 
 /** Why this host cannot share wasm memory between threads, or null when it can. */
 function sharingUnavailable(): string | null {
-  if (typeof SharedArrayBuffer !== "function" || typeof Atomics !== "object") return "this host has no SharedArrayBuffer";
   if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) {
     return "the page is not cross-origin isolated (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)";
   }
+  if (typeof SharedArrayBuffer !== "function" || typeof Atomics !== "object") return "this host has no SharedArrayBuffer";
   try {
     new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true } as WebAssembly.MemoryDescriptor);
   } catch (e) {
@@ -359,8 +353,10 @@ export class Runtime {
   /** The threads that can run for a request of `n`, and why fewer (or null). */
   #plan(n: number, blocked: string | null): { n: number; why: string | null } {
     checkThreads(n, "setThreads");
-    if (n === 1) return { n: 1, why: null };
+    if (n === 1) return { n: 1, why: blocked };
     if (this.#unshared) return { n: 1, why: this.#unshared };
+    const noWorkers = workersUnavailable();
+    if (noWorkers) return { n: 1, why: noWorkers };
     if (blocked) return { n: 1, why: blocked };
     return { n, why: null };
   }
@@ -391,7 +387,10 @@ export class Runtime {
    * ```
    */
   setThreads(n: number, blocked: string | null = null): void {
-    const plan = this.#plan(n, blocked ?? (n > 1 && !ThreadPool.canStartSync() ? "setThreads() cannot start worker threads in a browser: use setThreadsAsync()" : null));
+    if (n > 1 && blocked === null && !ThreadPool.canStartSync() && workersUnavailable() === null && !this.#unshared) {
+      throw new ConfigError("CONFIG_INVALID", "setThreads(): a browser starts worker threads only once the caller yields: use await setThreadsAsync(n) or await init({ threads: n })", { argument: "threads", value: n });
+    }
+    const plan = this.#plan(n, blocked);
     this.#limitedBy = plan.why;
     if (plan.n === this.threads) return;
     this.dispose();
@@ -717,7 +716,17 @@ export function initSync(opts: InitOptions = {}): Runtime {
   }
   refuseSwitch(opts, "initSync");
   const rt = instantiate(prepare(opts));
-  rt.setThreads(opts.threads ?? defaultThreads(), !ThreadPool.canStartSync() ? "initSync() cannot start worker threads in a browser (they start once the caller yields): use await init()" : null);
+  const blocked = !ThreadPool.canStartSync() ? "initSync() cannot start worker threads in a browser (they start once the caller yields): use await init()" : null;
+  if (opts.threads !== undefined) rt.setThreads(opts.threads, blocked);
+  else {
+    try {
+      rt.setThreads(defaultThreads(), blocked);
+    } catch (e) {
+      // the default asked for no particular count: run one thread and say why
+      if (!(e instanceof RuntimeError && e.code === "THREADS")) throw e;
+      rt.setThreads(1, e.message);
+    }
+  }
   current?.dispose();
   current = rt;
   return current;
@@ -739,7 +748,16 @@ export async function init(opts: InitOptions = {}): Promise<Runtime> {
   }
   refuseSwitch(opts, "init");
   const rt = instantiate(prepare(opts));
-  await rt.setThreadsAsync(opts.threads ?? defaultThreads());
+  if (opts.threads !== undefined) await rt.setThreadsAsync(opts.threads);
+  else {
+    try {
+      await rt.setThreadsAsync(defaultThreads());
+    } catch (e) {
+      // the default asked for no particular count: run one thread and say why
+      if (!(e instanceof RuntimeError && e.code === "THREADS")) throw e;
+      rt.setThreads(1, e.message);
+    }
+  }
   // another init() may have finished meanwhile: keep the first runtime (its buffers may already be in use) unless it
   // is still unused and of another variant
   if (current && current.variant === rt.variant) {

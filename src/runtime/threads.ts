@@ -93,13 +93,50 @@ function serve(d, post) {
     if (Atomics.sub(ctl, PENDING, 1) === 1) Atomics.notify(ctl, PENDING);
   }
 }
-if (typeof require === "function") {
-  const wt = require("node:worker_threads");
-  serve(wt.workerData, (m) => wt.parentPort.postMessage(m));
-} else {
-  self.onmessage = (e) => serve(e.data, (m) => self.postMessage(m));
-}
 `;
+
+/** The browser's bootstrap of a worker: the data arrives as the first message. */
+const BROWSER_BOOT = "self.onmessage = (e) => serve(e.data, (m) => self.postMessage(m));\n";
+
+/** A started worker, as the pool sees it. */
+export interface WorkerLike {
+  terminate(): void;
+}
+
+/**
+ * Where worker threads come from outside browsers. The Node entry (src/node.ts) registers one built on
+ * `worker_threads` (the browser bundle holds no Node built-in).
+ */
+export interface ThreadHost {
+  /**
+   * Starts a worker running `source` (which defines `serve(data, post)`) with `data`; `onMessage` receives what it
+   * posts, `onError` a failure to start or a crash. The worker must not keep the process alive.
+   */
+  startWorker(source: string, data: unknown, onMessage: (m: unknown) => void, onError: (message: string) => void): WorkerLike;
+  /** Cores available to this process. */
+  cores(): number;
+}
+
+let host: ThreadHost | null = null;
+
+/** @internal Called by the Node entry. */
+export function registerThreadHost(h: ThreadHost): void {
+  host = h;
+}
+
+/** Cores of this machine as the host reports them (null: unknown). */
+export function hostCores(): number | null {
+  if (host) return host.cores();
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  return typeof n === "number" && n > 0 ? n : null;
+}
+
+/** Why no worker can be started here, or null. */
+export function workersUnavailable(): string | null {
+  if (host) return null;
+  if (typeof Worker === "function" && typeof Blob === "function" && typeof URL?.createObjectURL === "function") return null;
+  return "this host has no Worker (in Node, import the package's Node entry: \"shira-wasm\" resolves to it)";
+}
 
 interface WorkerHandle {
   terminate(): void;
@@ -116,21 +153,6 @@ export interface PoolInit {
   threads: number;
   /** Scratch areas of the workers (threads - 1 pointers into the shared memory). */
   scratch: readonly number[];
-}
-
-type NodeWorkerThreads = {
-  Worker: new (src: string, opts: { eval: true; workerData: unknown }) => {
-    unref(): void;
-    terminate(): Promise<number>;
-    on(ev: string, fn: (m: unknown) => void): void;
-  };
-};
-
-/** Node's worker_threads, when running on Node (no static import: the browser bundle has no Node built-ins). */
-function nodeWorkerThreads(): NodeWorkerThreads | null {
-  const p = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown; versions?: { node?: string } } }).process;
-  if (!p?.versions?.node || typeof p.getBuiltinModule !== "function") return null;
-  return p.getBuiltinModule("node:worker_threads") as NodeWorkerThreads;
 }
 
 /** Whether this thread may block in Atomics.wait (not a browser's main thread). */
@@ -154,6 +176,8 @@ export class ThreadPool {
   readonly #workers: WorkerHandle[] = [];
   readonly #block: boolean;
   #stopped = false;
+  /** The blob URL of the browser workers' script (revoked when the pool stops). */
+  #url: string | null = null;
 
   private constructor(init: PoolInit) {
     this.size = init.threads;
@@ -163,7 +187,6 @@ export class ThreadPool {
     this.#names = init.names;
     init.names.forEach((n, i) => this.#ops.set(n, i));
     this.#block = mayBlock(this.#ctl);
-    const nodeWt = nodeWorkerThreads();
     for (let t = 1; t < init.threads; t++) {
       const data = { module: init.module, memory: init.memory, ctl: sab, t, names: init.names, scratch: init.scratch[t - 1] };
       const handle: WorkerHandle = { terminate: () => {}, lastError: null };
@@ -171,36 +194,35 @@ export class ThreadPool {
         const e = (m as { error?: string } | null)?.error;
         if (e) handle.lastError = e;
       };
-      if (nodeWt) {
-        const w = new nodeWt.Worker(WORKER_SOURCE, { eval: true, workerData: data });
-        w.on("message", onMessage);
-        w.on("error", (err) => {
-          handle.lastError = String((err as Error)?.message ?? err);
-          Atomics.add(this.#ctl, FAILED, 1);
-          Atomics.notify(this.#ctl, READY);
-        });
-        w.unref(); // after the listeners (a 'message' listener refs the worker): an idle pool never keeps Node alive
-        handle.terminate = () => void w.terminate();
-      } else {
-        const url = URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
-        const w = new Worker(url, { name: `shira-wasm thread ${t}` });
-        URL.revokeObjectURL(url);
-        w.onmessage = (e) => onMessage(e.data);
-        w.onerror = (e) => {
-          handle.lastError = e.message;
-          Atomics.add(this.#ctl, FAILED, 1);
-          Atomics.notify(this.#ctl, READY);
-        };
-        w.postMessage(data);
-        handle.terminate = () => w.terminate();
-      }
+      const onError = (message: string) => {
+        handle.lastError = message;
+        Atomics.add(this.#ctl, FAILED, 1);
+        Atomics.notify(this.#ctl, READY);
+      };
       this.#workers.push(handle);
+      try {
+        if (host) {
+          const w = host.startWorker(WORKER_SOURCE, data, onMessage, onError);
+          handle.terminate = () => w.terminate();
+        } else {
+          this.#url ??= URL.createObjectURL(new Blob([WORKER_SOURCE + BROWSER_BOOT], { type: "text/javascript" }));
+          const w = new Worker(this.#url, { name: `shira-wasm thread ${t}` });
+          w.onmessage = (e) => onMessage(e.data);
+          w.onerror = (e) => onError(e.message || "the worker script failed to load (a Content-Security-Policy needs worker-src blob:)");
+          w.postMessage(data);
+          handle.terminate = () => w.terminate();
+        }
+      } catch (e) {
+        // e.g. a Content-Security-Policy without worker-src blob: (SecurityError): recorded; start() / startSync() then
+        // stop the workers already started and throw THREADS
+        onError(String((e as Error)?.message ?? e));
+      }
     }
   }
 
-  /** Whether workers can be started and waited for synchronously here (Node). */
+  /** Whether workers can be started and waited for synchronously here (a registered host: Node). */
   static canStartSync(): boolean {
-    return nodeWorkerThreads() !== null;
+    return host !== null;
   }
 
   /** Starts a pool and blocks until every worker is ready (Node only). */
@@ -296,6 +318,8 @@ export class ThreadPool {
     Atomics.add(this.#ctl, GEN, 1);
     Atomics.notify(this.#ctl, GEN);
     for (const w of this.#workers) w.terminate();
+    if (this.#url) URL.revokeObjectURL(this.#url);
+    this.#url = null;
   }
 
   get stopped(): boolean {

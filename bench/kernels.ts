@@ -11,7 +11,7 @@
 // onnxruntime-web (a devDependency) is imported in run(), not at the top: the `shira` bundle contains this module,
 // and a static import of a missing package would stop every `shira` command of an installed package.
 import type * as Ort from "onnxruntime-web";
-import { createRuntime, type Runtime, type F32Buffer, type I32Buffer } from "../src/runtime/runtime.js";
+import { createRuntime, type Runtime, type F32Buffer, type I32Buffer } from "../src/node.js";
 import type { BenchOptions } from "./registry.js";
 import { writeSummary } from "./report.js";
 import { onnxGemmModel, printTable, randomF32, randomPositions, timeRoundRobin, timeSync, writeResults, type TimeOptions } from "./common.js";
@@ -86,7 +86,7 @@ async function gemmRows(rt: Runtime, relaxed: Runtime | null, opts: BenchOptions
     const x = randomF32(B * K, 5);
     const heavy = B * K * N > 1e9;
     // peer: onnxruntime-web
-    const session = await ortSession(B, K, N, w, bias, 1);
+    const session = await ortSession(B, K, N, w, bias);
     const feeds = { x: new ort.Tensor("float32", x, [B, K]) };
     const peerOut = (await session.run(feeds)).y.data as Float32Array;
     // ours: the plain-SIMD build, and the relaxed-SIMD build when this Node accepts it
@@ -153,12 +153,53 @@ async function gemmRows(rt: Runtime, relaxed: Runtime | null, opts: BenchOptions
 /** Threads of the thread rows (this machine's 2 cores; ours against ours on 1 thread and onnxruntime-web on as many). */
 const THREADS = 2;
 
+/** An onnxruntime-web session of one Gemm node (this process's backend runs one thread). */
+function ortSession(B: number, K: number, N: number, w: Float32Array, bias: Float32Array): Promise<Ort.InferenceSession> {
+  return ort.InferenceSession.create(onnxGemmModel(B, K, N, w, bias), { executionProviders: ["wasm"] });
+}
+
 /**
- * An onnxruntime-web session of one Gemm node on `threads` intra-op threads. Its WASM backend starts one thread pool of
- * `ort.env.wasm.numThreads` (= THREADS, set before the first session) and each session uses `intraOpNumThreads` of it.
+ * The child that times onnxruntime-web on `threads` threads: its WASM backend takes `ort.env.wasm.numThreads` once, when
+ * it starts, so the threaded peer runs in a process of its own (right after ours, not interleaved).
  */
-function ortSession(B: number, K: number, N: number, w: Float32Array, bias: Float32Array, threads: number): Promise<Ort.InferenceSession> {
-  return ort.InferenceSession.create(onnxGemmModel(B, K, N, w, bias), { executionProviders: ["wasm"], intraOpNumThreads: threads });
+const ORT_CHILD = `
+const a = JSON.parse(process.env.SHIRA_ORT_CHILD);
+const ort = await import(a.ort);
+const fs = await import("node:fs");
+ort.env.wasm.numThreads = a.threads;
+ort.env.wasm.simd = true;
+const s = await ort.InferenceSession.create(fs.readFileSync(a.model), { executionProviders: ["wasm"] });
+const x = new Float32Array(fs.readFileSync(a.x).buffer.slice(0));
+const feeds = { x: new ort.Tensor("float32", x, [a.B, a.K]) };
+for (let i = 0; i < a.warmup; i++) await s.run(feeds);
+const ts = [];
+const start = performance.now();
+while (ts.length < a.maxRuns && (ts.length < a.minRuns || performance.now() - start < a.minTimeMs)) {
+  const t0 = performance.now();
+  await s.run(feeds);
+  ts.push(performance.now() - t0);
+}
+ts.sort((p, q) => p - q);
+const m = ts.length >> 1;
+console.log(JSON.stringify({ median: ts.length % 2 ? ts[m] : (ts[m - 1] + ts[m]) / 2, runs: ts.length }));
+`;
+
+async function ortThreadedMs(B: number, K: number, N: number, w: Float32Array, bias: Float32Array, x: Float32Array, threads: number, t: TimeOptions): Promise<number> {
+  const { mkdtempSync, writeFileSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { execFileSync } = await import("node:child_process");
+  const dir = mkdtempSync(join(tmpdir(), "shira-ort-"));
+  try {
+    writeFileSync(join(dir, "model.onnx"), onnxGemmModel(B, K, N, w, bias));
+    writeFileSync(join(dir, "x.bin"), new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
+    const args = { ort: import.meta.resolve("onnxruntime-web"), threads, model: join(dir, "model.onnx"), x: join(dir, "x.bin"), B, K, warmup: Math.max(2, t.warmup ?? 2), minRuns: t.minRuns ?? 5, maxRuns: t.maxRuns ?? 200, minTimeMs: t.minTimeMs ?? 400 };
+    writeFileSync(join(dir, "child.mjs"), ORT_CHILD); // a file, not -e: ORT's workers inherit execArgv
+    const out = execFileSync(process.execPath, [join(dir, "child.mjs")], { env: { ...process.env, SHIRA_ORT_CHILD: JSON.stringify(args) }, encoding: "utf8", maxBuffer: 1 << 20 });
+    return (JSON.parse(out.trim().split("\n").pop()!) as { median: number }).median;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const THREAD_CASES: [number, number, number][] = [
@@ -182,9 +223,6 @@ async function threadRows(one: Runtime, opts: BenchOptions, log: (s: string) => 
       const w = randomF32(N * K, 3);
       const bias = randomF32(N, 4);
       const x = randomF32(B * K, 5);
-      const session = await ortSession(B, K, N, w, bias, THREADS);
-      const feeds = { x: new ort.Tensor("float32", x, [B, K]) };
-      await session.run(feeds);
       const setup = (r: Runtime) => {
         const bufs = { w: r.allocF32(w), b: r.allocF32(bias), x: r.allocF32(x), y: r.allocF32(B * N) };
         const call = () => r.k.f32_gemm_nt(bufs.x.ptr, bufs.w.ptr, bufs.b.ptr, bufs.y.ptr, B, K, N, 0);
@@ -196,10 +234,11 @@ async function threadRows(one: Runtime, opts: BenchOptions, log: (s: string) => 
       const ya = new Uint32Array(a.out().buffer);
       const yb = new Uint32Array(b.out().buffer);
       if (!ya.every((v, i) => v === yb[i])) throw new Error(`gemm_nt ${B}x${K}x${N}: ${THREADS} threads differ from 1 thread`);
-      const [peer, ours1, oursN] = await timeRoundRobin([() => session.run(feeds), a.call, b.call], timing(opts, B * K * N > 1e9));
-      await session.release();
+      const t = timing(opts, B * K * N > 1e9);
+      const [ours1, oursN] = await timeRoundRobin([a.call, b.call], t);
       a.free();
       b.free();
+      const peer = { median: await ortThreadedMs(B, K, N, w, bias, x, THREADS, t) };
       const base = { B, K, N, ours_ms: oursN.median, ours_gflops: gflops(B, K, N, oursN.median), threads: THREADS };
       rows.push({ case: `gemm_nt, ${THREADS} threads`, ...base, peer: "ours, 1 thread", peer_ms: ours1.median, speedup: ours1.median / oursN.median, peer_gflops: gflops(B, K, N, ours1.median) });
       rows.push({ case: `gemm_nt, ${THREADS} threads`, ...base, peer: `onnxruntime-web (wasm, ${THREADS} threads)`, peer_ms: peer.median, speedup: peer.median / oursN.median, peer_gflops: gflops(B, K, N, peer.median) });
@@ -354,7 +393,7 @@ async function sparseRows(rt: Runtime, opts: BenchOptions, log: (s: string) => v
 
 export async function run(opts: BenchOptions = {}): Promise<KernelRow[]> {
   ort = await import("onnxruntime-web");
-  ort.env.wasm.numThreads = THREADS; // one pool for every session; each session takes intraOpNumThreads of it
+  ort.env.wasm.numThreads = 1; // the thread rows run onnxruntime-web on THREADS threads in a child process
   ort.env.wasm.simd = true;
   const log = opts.json ? () => {} : (opts.log ?? ((s: string) => console.log(s)));
   const rt = createRuntime({ variant: "simd" });
@@ -385,7 +424,7 @@ export async function run(opts: BenchOptions = {}): Promise<KernelRow[]> {
       "`y[B,N] = x[B,K]·W[N,K]ᵀ`: ours (plain SIMD, and relaxed SIMD when this Node accepts it) against onnxruntime-web's WASM backend " +
         "(1 thread, one `Gemm` node, `transB = 1`, `W` as an initializer), timed round robin. Sparse rows compare the unfused delta " +
         "(CSR), the masked-matmul gradient and the switching kernels with the dense work they replace. " +
-        `Rows with ${THREADS} threads: ours on a ${THREADS}-thread runtime (kernels split over the threads, bit-identical to 1 thread) against ours on 1 thread and against onnxruntime-web on ${THREADS} threads (\`ort.env.wasm.numThreads = ${THREADS}\`; every session sets \`intraOpNumThreads\`: 1 for the one-thread rows).`,
+        `Rows with ${THREADS} threads: ours on a ${THREADS}-thread runtime (kernels split over the threads, bit-identical to 1 thread) against ours on 1 thread (round robin) and against onnxruntime-web with \`ort.env.wasm.numThreads = ${THREADS}\` (its backend reads the thread count once per process, so it runs in a child process right after ours).`,
     ],
     rows: rows.map((r) => ({ ...r, case: r.B ? `${r.case} B=${r.B} K=${r.K} N=${r.N}` : `${r.case} [${r.N}×${r.K}]` })),
     chart: {

@@ -129,8 +129,7 @@ function measureSwitches(lm: DecoderModel, r: number, quick: boolean): { shira: 
     loraTimes.push(performance.now() - t0);
   }
   lora.unmerge();
-  lora.deleteAdapter("A");
-  lora.deleteAdapter("B");
+  lora.unload(); // the base layers back in place (another measurement wraps them again)
   return { shira: median(shiraTimes.slice(2)), lora: median(loraTimes.slice(1)), nnz };
 }
 

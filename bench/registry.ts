@@ -6,7 +6,7 @@
 // contains every benchmark module, and one static import of a missing package would stop every `shira` command).
 import { MissingPackageError, requirePackage } from "../src/cli/packages.js";
 import { setResultsDir } from "./common.js";
-import { runtime } from "../src/runtime/runtime.js";
+import { runtime } from "../src/node.js";
 
 export interface BenchOptions {
   /** Fewer repetitions / smaller cases where the benchmark supports it. */

@@ -2,7 +2,8 @@
 // starts Web Workers on one shared wasm memory and the kernels split over them; on a page that is not isolated the
 // library runs one thread and says why (runtime.threadsLimitedBy). On both, a Llama checkpoint with a SHiRA adapter
 // switched between tokens generates the tokens Node generates, and its logits are bit-identical to Node's (the pages
-// run the plain-SIMD build, as Node does; the relaxed build may fuse multiply-adds).
+// run the plain-SIMD build, as Node does; the relaxed build may fuse multiply-adds). The BF16 checkpoint runs with
+// half-precision weights (its stored dtype) on threads too.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createReadStream, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -58,7 +59,7 @@ before(async () => {
   ensureBuilt();
   tmp = mkdtempSync(join(tmpdir(), "shira-threads-page-"));
   writeFileSync(join(tmp, "blank.html"), "<!doctype html><title>threads</title>\n");
-  const mounts = { "/lib/": join(ROOT, "dist"), "/model/": join(TRANSFORMERS, "llama", "model"), "/shira/": join(TRANSFORMERS, "llama", "shira"), "/t/": tmp };
+  const mounts = { "/lib/": join(ROOT, "dist"), "/model/": join(TRANSFORMERS, "llama", "model"), "/model_bf16/": join(TRANSFORMERS, "llama", "model_bf16"), "/shira/": join(TRANSFORMERS, "llama", "shira"), "/t/": tmp };
   isolatedServer = await startServer({ mounts });
   const plain = await servePlain(mounts);
   plainServer = plain.server;
@@ -74,20 +75,21 @@ after(async () => {
 });
 
 /** Runs the library in a page of `base`: init(), a greedy stream with an adapter switch, logits, a split gemm. */
-async function runInPage(base: string, threads?: number): Promise<PageResult> {
+async function runInPage(base: string, threads?: number, model = "model/"): Promise<PageResult & { dtype: string }> {
   const { context, page } = await openPage(chromiumSession.get());
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
   try {
     await page.goto(base + "t/blank.html");
     const r = await page.evaluate(
-      async ({ base, threads, prompt, switchAt, newTokens }) => {
+      async ({ base, threads, prompt, switchAt, newTokens, model }) => {
         const m = await import(base + "lib/browser.js");
         const rt = await m.init({ variant: "simd" }); // Node's build: logits comparable bit for bit
         const first = { threads: rt.threads, limitedBy: rt.threadsLimitedBy };
         if (threads) await m.init({ threads });
         rt.parallelMinWork = 0; // split every kernel call that can be split
-        const lm = await m.AutoModelForCausalLM.fromPretrained(base + "model/");
+        const lm = await m.AutoModelForCausalLM.fromPretrained(base + model);
+        const dtype: string = lm.dtype;
         const peft = await m.PeftModel.fromPretrained(lm, base + "shira/", { adapterName: "a" });
         peft.switchToBase();
         const tokens: number[] = [];
@@ -115,20 +117,20 @@ async function runInPage(base: string, threads?: number): Promise<PageResult> {
         };
         const a = gemm(rt), b = gemm(one);
         const gemmSame = a.every((v: number, i: number) => Object.is(v, b[i]));
-        return { isolated: crossOriginIsolated, threads: first.threads, threadsAfterResize: rt.threads, limitedBy: first.limitedBy, shared: rt.shared, tokens, logitsBits, gemmSame };
+        return { dtype, isolated: crossOriginIsolated, threads: first.threads, threadsAfterResize: rt.threads, limitedBy: first.limitedBy, shared: rt.shared, tokens, logitsBits, gemmSame };
       },
-      { base, threads, prompt: PROMPT, switchAt: SWITCH_AT, newTokens: NEW_TOKENS },
+      { base, threads, prompt: PROMPT, switchAt: SWITCH_AT, newTokens: NEW_TOKENS, model },
     );
     assert.deepEqual(errors, []);
-    return r as PageResult;
+    return r as PageResult & { dtype: string };
   } finally {
     await context.close();
   }
 }
 
 /** Node's tokens and last logits for the same plan. */
-async function nodeReference(): Promise<{ tokens: number[]; logitsBits: number[] }> {
-  const lm = await AutoModelForCausalLM.fromPretrained(join(TRANSFORMERS, "llama", "model"));
+async function nodeReference(model = "model"): Promise<{ tokens: number[]; logitsBits: number[] }> {
+  const lm = await AutoModelForCausalLM.fromPretrained(join(TRANSFORMERS, "llama", model));
   try {
     const peft = await PeftModel.fromPretrained(lm, join(TRANSFORMERS, "llama", "shira"), { adapterName: "a" });
     peft.switchToBase();
@@ -156,6 +158,15 @@ describe("threads in Chromium", () => {
     assert.equal(r.limitedBy, null);
     assert.equal(r.threadsAfterResize, 3, "init({ threads: 3 }) resized the pool");
     assert.equal(r.gemmSame, true, "a gemm split over 3 threads equals the one-thread runtime's bit for bit");
+    assert.deepEqual(r.tokens, ref.tokens);
+    assert.deepEqual(r.logitsBits, ref.logitsBits);
+  });
+
+  test("half precision on threads: the BF16 checkpoint loads as bf16 on the isolated page; tokens and logits equal Node's", async () => {
+    const ref = await nodeReference("model_bf16");
+    const r = await runInPage(isolatedServer!.url, 2, "model_bf16/");
+    assert.equal(r.dtype, "bf16");
+    assert.equal(r.threadsAfterResize, 2);
     assert.deepEqual(r.tokens, ref.tokens);
     assert.deepEqual(r.logitsBits, ref.logitsBits);
   });

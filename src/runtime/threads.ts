@@ -134,8 +134,12 @@ export function hostCores(): number | null {
 /** Why no worker can be started here, or null. */
 export function workersUnavailable(): string | null {
   if (host) return null;
-  if (typeof Worker === "function" && typeof Blob === "function" && typeof URL?.createObjectURL === "function") return null;
-  return "this host has no Worker (in Node, import the package's Node entry: \"shira-wasm\" resolves to it)";
+  const g = globalThis as { document?: unknown; WorkerGlobalScope?: unknown; process?: { versions?: { node?: string } } };
+  const browser = (typeof g.document === "object" || g.WorkerGlobalScope !== undefined) && !g.process?.versions?.node;
+  if (browser && typeof Worker === "function" && typeof Blob === "function" && typeof URL?.createObjectURL === "function") return null;
+  return g.process?.versions?.node
+    ? "no worker threads are registered: import the package's Node entry (\"shira-wasm\" resolves to it in Node), which registers worker_threads"
+    : "this host has no Web Workers";
 }
 
 interface WorkerHandle {

@@ -163,12 +163,35 @@ export interface HalfLinearOptions {
   weightBits?: HalfWeight;
 }
 
+export interface HalfConv1DOptions {
+  /** Add an f32 bias (default true, as Hugging Face's Conv1D always has one). */
+  bias?: boolean;
+  dtype: HalfDtype;
+}
+
+/** What a {@link HalfLinear} or {@link HalfConv1D} tells {@link HalfDenseBase}: its name, size arguments and weight layout. */
+interface HalfDenseSpec {
+  /** The class name that prefixes every message. */
+  what: "HalfLinear" | "HalfConv1D";
+  /** The constructor's size arguments in order, with their names, each checked to be a positive integer. */
+  sizes: readonly (readonly [string, number])[];
+  inFeatures: number;
+  outFeatures: number;
+  /** The weight is stored `[in, out]` (HalfConv1D) rather than `[out, in]` (HalfLinear). */
+  fanInFanOut: boolean;
+  /** How input-shape errors name the input width (`in_features`, `nx`). */
+  inName: string;
+  /** Whether `opts.weightBits` may supply a shared weight (HalfLinear: a tied head). */
+  shareable: boolean;
+}
+
 /**
- * `y = x·Wᵀ + b` with a frozen half-precision W `[out, in]` and an optional f32 bias; `[..., in] -> [..., out]`.
- * Bit-identical to a {@link Linear} holding the widened weight. The backward gives dL/dx (and the bias gradient when
- * the bias is trainable), never a weight gradient.
+ * What {@link HalfLinear} and {@link HalfConv1D} share: a frozen half weight (`[out, in]` or `[in, out]`) registered
+ * as `weight` plus an optional f32 bias registered as `bias` (weight and bias, or neither), its accessors, the
+ * input-shape check and the forward/backward around the subclass's kernels (`forwardInto`, `inputGradInto`,
+ * `accumulateWeightGrad`).
  */
-export class HalfLinear extends Module {
+abstract class HalfDenseBase extends Module {
   readonly inFeatures: number;
   readonly outFeatures: number;
   readonly dtype: HalfDtype;
@@ -176,32 +199,40 @@ export class HalfLinear extends Module {
   readonly dtypeCode: 0 | 1;
   readonly bias: Parameter | null;
   /**
-   * @internal While set, backward passes accumulate dL/dW (f32, `[out, in]`) into this tensor: mask calibration
+   * @internal While set, backward passes accumulate dL/dW (f32, in the stored layout: `[out, in]` for a
+   * {@link HalfLinear}, `[in, out]` for a {@link HalfConv1D}) into this tensor: mask calibration
    * (`maskType: "grad"` / `"snip"`) reads the gradient of the frozen weight without making it trainable.
    */
   weightGradSink: Tensor | null = null;
+  readonly #what: string;
+  readonly #inName: string;
   #w: HalfWeight;
   #input: Tensor | null = null;
 
-  constructor(inFeatures: number, outFeatures: number, opts: HalfLinearOptions) {
+  protected constructor(spec: HalfDenseSpec, opts: HalfLinearOptions | HalfConv1DOptions) {
     super();
-    if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", "HalfLinear: opts with a dtype are required", { argument: "opts" });
-    checkDtype(opts.dtype, "HalfLinear");
-    for (const [n, v] of [["inFeatures", inFeatures], ["outFeatures", outFeatures]] as const) {
-      if (!Number.isSafeInteger(v) || v <= 0) throw new ShapeError("SHAPE_MISMATCH", `HalfLinear: ${n} must be a positive integer, got ${v}`);
+    const what = spec.what;
+    if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", `${what}: opts with a dtype are required`, { argument: "opts" });
+    checkDtype(opts.dtype, what);
+    for (const [n, v] of spec.sizes) {
+      if (!Number.isSafeInteger(v) || v <= 0) throw new ShapeError("SHAPE_MISMATCH", `${what}: ${n} must be a positive integer, got ${v}`);
     }
+    const { inFeatures, outFeatures } = spec;
+    this.#what = what;
+    this.#inName = spec.inName;
     this.inFeatures = inFeatures;
     this.outFeatures = outFeatures;
     this.dtype = opts.dtype;
     this.dtypeCode = halfDtypeCode(opts.dtype);
-    const shared = opts.weightBits;
+    const [rows, cols] = spec.fanInFanOut ? [inFeatures, outFeatures] : [outFeatures, inFeatures];
+    const shared = spec.shareable ? (opts as HalfLinearOptions).weightBits : undefined;
     if (shared) {
-      if (shared.shape[0] !== outFeatures || shared.shape[1] !== inFeatures) {
-        throw new ShapeError("SHAPE_MISMATCH", `HalfLinear: shared weight of shape [${shared.shape.join(", ")}] is not [${outFeatures}, ${inFeatures}]`);
+      if (shared.shape[0] !== rows || shared.shape[1] !== cols) {
+        throw new ShapeError("SHAPE_MISMATCH", `${what}: shared weight of shape [${shared.shape.join(", ")}] is not [${rows}, ${cols}]`);
       }
-      if (shared.dtype !== opts.dtype) throw new ConfigError("CONFIG_INVALID", `HalfLinear: shared weight is ${shared.dtype}, the layer ${opts.dtype}`, { dtype: opts.dtype });
+      if (shared.dtype !== opts.dtype) throw new ConfigError("CONFIG_INVALID", `${what}: shared weight is ${shared.dtype}, the layer ${opts.dtype}`, { dtype: opts.dtype });
     }
-    const w = shared ?? new HalfWeight(outFeatures, inFeatures, opts.dtype, "HalfLinear.weight");
+    const w = shared ?? new HalfWeight(rows, cols, opts.dtype, `${what}.weight`);
     let b: Parameter | null = null;
     if (opts.bias ?? true) {
       try {
@@ -215,12 +246,15 @@ export class HalfLinear extends Module {
     this.bias = this.registerParameter("bias", b);
   }
 
-  /** The half weight `[out, in]` (registered as `weight`; shared with the embedding when this is a tied head). */
+  /**
+   * The half weight (registered as `weight`), in the stored layout: `[out, in]` for a {@link HalfLinear} (shared with
+   * the embedding when it is a tied head), `[in, out]` for a {@link HalfConv1D}.
+   */
   get weightBits(): HalfWeight {
     return this.#w;
   }
 
-  /** Byte offset of the u16 weight [out, in] in wasm memory. */
+  /** Byte offset of the u16 weight (stored layout: `[out, in]` or `[in, out]`) in wasm memory. */
   get weightPtr(): number {
     return this.#w.ptr;
   }
@@ -230,12 +264,12 @@ export class HalfLinear extends Module {
     return this.#w.byteLength;
   }
 
-  /** A widened f32 copy of the weight [out, in]. */
+  /** A widened f32 copy of the weight, in the stored layout (`[out, in]` or `[in, out]`). */
   weightF32(): Float32Array {
     return this.#w.toFloat32();
   }
 
-  /** The u16 bits as a fresh view (re-derived after memory.grow). */
+  /** The u16 bits in the stored layout as a fresh view (re-derived after memory.grow). */
   bitsView(): Uint16Array {
     return this.#w.view();
   }
@@ -243,21 +277,73 @@ export class HalfLinear extends Module {
   #rows(x: Tensor, what: string): number {
     assertLive(x, what);
     if (x.ndim < 1 || x.dim(-1) !== this.inFeatures) {
-      throw new ShapeError("SHAPE_MISMATCH", `${what}: input of shape [${x.shape.join(", ")}] does not end in in_features = ${this.inFeatures}`, { shape: x.shape, inFeatures: this.inFeatures });
+      throw new ShapeError("SHAPE_MISMATCH", `${what}: input of shape [${x.shape.join(", ")}] does not end in ${this.#inName} = ${this.inFeatures}`, { shape: x.shape, inFeatures: this.inFeatures });
     }
     return x.size / this.inFeatures;
+  }
+
+  /** `y[rows, out]` = the layer applied to `x[rows, in]`, into preallocated wasm memory (byte offsets); allocates nothing. `y` is overwritten. */
+  abstract forwardInto(xPtr: number, yPtr: number, rows: number): void;
+
+  /** `gx[rows, in]` = dL/dx for `gy[rows, out]` (`gx` is overwritten): the input gradient through the live weight. */
+  abstract inputGradInto(gyPtr: number, gxPtr: number, rows: number): void;
+
+  /** @internal `weightGradSink += dL/dW` (stored layout) when a sink is set. */
+  abstract accumulateWeightGrad(xPtr: number, gyPtr: number, rows: number): void;
+
+  forward(x: Tensor): Tensor {
+    const B = this.#rows(x, `${this.#what}.forward`);
+    const y = Tensor.zeros([...x.shape.slice(0, -1), this.outFeatures]);
+    this.forwardInto(x.ptr, y.ptr, B);
+    if (this.training) this.#input = x;
+    return y;
+  }
+
+  /**
+   * dL/dx through {@link inputGradInto} (`gy·W`, h16_gemm_nn, for a {@link HalfLinear}; `gy·Wᵀ`, h16_gemm_nt, for a
+   * {@link HalfConv1D}); accumulates dL/db = Σ gy when the bias is trainable. The weight gets no gradient.
+   */
+  override backward(gy: Tensor): Tensor {
+    const what = this.#what;
+    const x = this.#input;
+    if (!x) throw new StateError("ADAPTER_STATE", `${what}.backward: no cached input (call forward in training mode first)`);
+    refuseTraining(this.#w, `${what}.backward`);
+    const B = this.#rows(x, `${what}.backward`);
+    const gx = Tensor.zeros(x.shape);
+    this.inputGradInto(gy.ptr, gx.ptr, B);
+    this.accumulateWeightGrad(x.ptr, gy.ptr, B);
+    if (this.bias && this.bias.requiresGrad) runtime().k.f32_bias_grad(gy.ptr, this.bias.ensureGrad().ptr, B, this.outFeatures, 1);
+    return gx;
+  }
+
+  protected override clearOwnCache(): void {
+    this.#input = null;
+  }
+}
+
+/**
+ * `y = x·Wᵀ + b` with a frozen half-precision W `[out, in]` and an optional f32 bias; `[..., in] -> [..., out]`.
+ * Bit-identical to a {@link Linear} holding the widened weight. The backward gives dL/dx (and the bias gradient when
+ * the bias is trainable), never a weight gradient.
+ */
+export class HalfLinear extends HalfDenseBase {
+  constructor(inFeatures: number, outFeatures: number, opts: HalfLinearOptions) {
+    super(
+      { what: "HalfLinear", sizes: [["inFeatures", inFeatures], ["outFeatures", outFeatures]], inFeatures, outFeatures, fanInFanOut: false, inName: "in_features", shareable: true },
+      opts,
+    );
   }
 
   /** `y[rows, out] = x[rows, in]·Wᵀ + b` into preallocated wasm memory (byte offsets); allocates nothing. `y` is overwritten. */
   forwardInto(xPtr: number, yPtr: number, rows: number): void {
     if (rows <= 0) return;
-    runtime().k.h16_gemm_nt(xPtr, this.#w.ptr, this.bias ? this.bias.ptr : 0, yPtr, rows, this.inFeatures, this.outFeatures, 0, this.dtypeCode);
+    runtime().k.h16_gemm_nt(xPtr, this.weightBits.ptr, this.bias ? this.bias.ptr : 0, yPtr, rows, this.inFeatures, this.outFeatures, 0, this.dtypeCode);
   }
 
   /** `gx[rows, in] = gy[rows, out]·W` (h16_gemm_nn; `gx` is overwritten): the input gradient through the live weight. */
   inputGradInto(gyPtr: number, gxPtr: number, rows: number): void {
     if (rows <= 0) return;
-    runtime().k.h16_gemm_nn(gyPtr, this.#w.ptr, gxPtr, rows, this.outFeatures, this.inFeatures, 0, this.dtypeCode);
+    runtime().k.h16_gemm_nn(gyPtr, this.weightBits.ptr, gxPtr, rows, this.outFeatures, this.inFeatures, 0, this.dtypeCode);
   }
 
   /** @internal `weightGradSink += gyᵀ·x` (`f32_gemm_tn`, as a `Linear`'s weight gradient) when a sink is set. */
@@ -267,35 +353,9 @@ export class HalfLinear extends Module {
     runtime().k.f32_gemm_tn(gyPtr, xPtr, g.ptr, rows, this.outFeatures, this.inFeatures, 1);
   }
 
-  forward(x: Tensor): Tensor {
-    const B = this.#rows(x, "HalfLinear.forward");
-    const y = Tensor.zeros([...x.shape.slice(0, -1), this.outFeatures]);
-    this.forwardInto(x.ptr, y.ptr, B);
-    if (this.training) this.#input = x;
-    return y;
-  }
-
-  /** dL/dx = gy·W (h16_gemm_nn); accumulates dL/db = Σ gy when the bias is trainable. The weight gets no gradient. */
-  override backward(gy: Tensor): Tensor {
-    const x = this.#input;
-    if (!x) throw new StateError("ADAPTER_STATE", "HalfLinear.backward: no cached input (call forward in training mode first)");
-    refuseTraining(this.#w, "HalfLinear.backward");
-    const B = this.#rows(x, "HalfLinear.backward");
-    const k = runtime().k;
-    const gx = Tensor.zeros(x.shape);
-    this.inputGradInto(gy.ptr, gx.ptr, B);
-    this.accumulateWeightGrad(x.ptr, gy.ptr, B);
-    if (this.bias && this.bias.requiresGrad) k.f32_bias_grad(gy.ptr, this.bias.ensureGrad().ptr, B, this.outFeatures, 1);
-    return gx;
-  }
-
-  protected override clearOwnCache(): void {
-    this.#input = null;
-  }
-
   /** A copy with its own weight storage (a shared weight is copied too). */
   override clone(): HalfLinear {
-    const w = this.#w.clone();
+    const w = this.weightBits.clone();
     try {
       const c = new HalfLinear(this.inFeatures, this.outFeatures, { bias: this.bias !== null, dtype: this.dtype, weightBits: w });
       if (this.bias) c.bias!.data.set(this.bias.data);
@@ -312,12 +372,6 @@ export class HalfLinear extends Module {
   }
 }
 
-export interface HalfConv1DOptions {
-  /** Add an f32 bias (default true, as Hugging Face's Conv1D always has one). */
-  bias?: boolean;
-  dtype: HalfDtype;
-}
-
 /**
  * GPT-2's `Conv1D(nf, nx)` over a frozen half-precision weight: W stored `[nx = in, nf = out]` exactly as in the
  * checkpoint (PEFT's `fan_in_fan_out`), an optional f32 bias, `y = x·W + b`; `[..., in] -> [..., out]`. Bit-identical
@@ -330,97 +384,33 @@ export interface HalfConv1DOptions {
  * c_attn.weightBits.setFromF32(w);                              // [in, out], rounded to nearest even
  * ```
  */
-export class HalfConv1D extends Module {
+export class HalfConv1D extends HalfDenseBase {
   /** Hugging Face's `nf`: number of output features. */
   readonly nf: number;
   /** Hugging Face's `nx`: number of input features. */
   readonly nx: number;
-  readonly inFeatures: number;
-  readonly outFeatures: number;
   /** The weight is stored `[in, out]` (PEFT's `fan_in_fan_out`). */
   readonly fanInFanOut = true as const;
-  readonly dtype: HalfDtype;
-  /** 0 = BF16, 1 = F16 (the kernels' dtype argument). */
-  readonly dtypeCode: 0 | 1;
-  readonly bias: Parameter | null;
-  /** @internal As {@link HalfLinear.weightGradSink}, in the stored layout `[in, out]`. */
-  weightGradSink: Tensor | null = null;
-  #w: HalfWeight;
-  #input: Tensor | null = null;
 
   /** `nf` = out features, `nx` = in features (Hugging Face's argument order); the weight is zeroed. */
   constructor(nf: number, nx: number, opts: HalfConv1DOptions) {
-    super();
-    if (opts === null || typeof opts !== "object") throw new ConfigError("CONFIG_INVALID", "HalfConv1D: opts with a dtype are required", { argument: "opts" });
-    checkDtype(opts.dtype, "HalfConv1D");
-    for (const [n, v] of [["nf", nf], ["nx", nx]] as const) {
-      if (!Number.isSafeInteger(v) || v <= 0) throw new ShapeError("SHAPE_MISMATCH", `HalfConv1D: ${n} must be a positive integer, got ${v}`);
-    }
+    super({ what: "HalfConv1D", sizes: [["nf", nf], ["nx", nx]], inFeatures: nx, outFeatures: nf, fanInFanOut: true, inName: "nx", shareable: false }, opts);
     this.nf = nf;
     this.nx = nx;
-    this.inFeatures = nx;
-    this.outFeatures = nf;
-    this.dtype = opts.dtype;
-    this.dtypeCode = halfDtypeCode(opts.dtype);
-    const w = new HalfWeight(nx, nf, opts.dtype, "HalfConv1D.weight");
-    let b: Parameter | null = null;
-    if (opts.bias ?? true) {
-      try {
-        b = Parameter.zeros([nf]);
-      } catch (e) {
-        w.free(); // weight and bias, or neither
-        throw e;
-      }
-    }
-    this.#w = this.registerHalfTensor("weight", w);
-    this.bias = this.registerParameter("bias", b);
-  }
-
-  /** The half weight `[in, out]` (registered as `weight`). */
-  get weightBits(): HalfWeight {
-    return this.#w;
-  }
-
-  /** Byte offset of the u16 weight [in, out] in wasm memory. */
-  get weightPtr(): number {
-    return this.#w.ptr;
-  }
-
-  /** Bytes of wasm memory held by the half weight (2 per value; the f32 bias is not counted). */
-  get weightBytes(): number {
-    return this.#w.byteLength;
-  }
-
-  /** A widened f32 copy of the weight, in the stored layout `[in, out]`. */
-  weightF32(): Float32Array {
-    return this.#w.toFloat32();
-  }
-
-  /** The u16 bits `[in, out]` as a fresh view (re-derived after memory.grow). */
-  bitsView(): Uint16Array {
-    return this.#w.view();
-  }
-
-  #rows(x: Tensor, what: string): number {
-    assertLive(x, what);
-    if (x.ndim < 1 || x.dim(-1) !== this.inFeatures) {
-      throw new ShapeError("SHAPE_MISMATCH", `${what}: input of shape [${x.shape.join(", ")}] does not end in nx = ${this.inFeatures}`, { shape: x.shape, inFeatures: this.inFeatures });
-    }
-    return x.size / this.inFeatures;
   }
 
   /** `y[rows, out] = x[rows, in]·W + b` into preallocated wasm memory (byte offsets); allocates nothing. `y` is overwritten. */
   forwardInto(xPtr: number, yPtr: number, rows: number): void {
     if (rows <= 0) return;
     const k = runtime().k;
-    k.h16_gemm_nn(xPtr, this.#w.ptr, yPtr, rows, this.inFeatures, this.outFeatures, 0, this.dtypeCode);
+    k.h16_gemm_nn(xPtr, this.weightBits.ptr, yPtr, rows, this.inFeatures, this.outFeatures, 0, this.dtypeCode);
     if (this.bias) k.f32_bias_add(yPtr, this.bias.ptr, rows, this.outFeatures);
   }
 
   /** `gx[rows, in] = gy[rows, out]·Wᵀ` (h16_gemm_nt; `gx` is overwritten): the input gradient through the live weight. */
   inputGradInto(gyPtr: number, gxPtr: number, rows: number): void {
     if (rows <= 0) return;
-    runtime().k.h16_gemm_nt(gyPtr, this.#w.ptr, 0, gxPtr, rows, this.outFeatures, this.inFeatures, 0, this.dtypeCode);
+    runtime().k.h16_gemm_nt(gyPtr, this.weightBits.ptr, 0, gxPtr, rows, this.outFeatures, this.inFeatures, 0, this.dtypeCode);
   }
 
   /** @internal `weightGradSink += xᵀ·gy` (`f32_gemm_tn`, as a `Conv1D`'s weight gradient) when a sink is set. */
@@ -430,36 +420,11 @@ export class HalfConv1D extends Module {
     runtime().k.f32_gemm_tn(xPtr, gyPtr, g.ptr, rows, this.inFeatures, this.outFeatures, 1);
   }
 
-  forward(x: Tensor): Tensor {
-    const B = this.#rows(x, "HalfConv1D.forward");
-    const y = Tensor.zeros([...x.shape.slice(0, -1), this.outFeatures]);
-    this.forwardInto(x.ptr, y.ptr, B);
-    if (this.training) this.#input = x;
-    return y;
-  }
-
-  /** dL/dx = gy·Wᵀ (h16_gemm_nt); accumulates dL/db = Σ gy when the bias is trainable. The weight gets no gradient. */
-  override backward(gy: Tensor): Tensor {
-    const x = this.#input;
-    if (!x) throw new StateError("ADAPTER_STATE", "HalfConv1D.backward: no cached input (call forward in training mode first)");
-    refuseTraining(this.#w, "HalfConv1D.backward");
-    const B = this.#rows(x, "HalfConv1D.backward");
-    const gx = Tensor.zeros(x.shape);
-    this.inputGradInto(gy.ptr, gx.ptr, B);
-    this.accumulateWeightGrad(x.ptr, gy.ptr, B);
-    if (this.bias && this.bias.requiresGrad) runtime().k.f32_bias_grad(gy.ptr, this.bias.ensureGrad().ptr, B, this.outFeatures, 1);
-    return gx;
-  }
-
-  protected override clearOwnCache(): void {
-    this.#input = null;
-  }
-
   /** A copy with its own weight storage. */
   override clone(): HalfConv1D {
     const c = new HalfConv1D(this.nf, this.nx, { bias: this.bias !== null, dtype: this.dtype });
     c.bitsView().set(this.bitsView());
-    c.weightBits.requiresGrad = this.#w.requiresGrad;
+    c.weightBits.requiresGrad = this.weightBits.requiresGrad;
     if (this.bias) c.bias!.data.set(this.bias.data);
     c.training = this.training;
     return c;

@@ -293,6 +293,27 @@ describe("the pool", () => {
     assert.match(r.stderr, /SHIRA_THREADS must be an integer from 1 to 16, got "zero"/);
   });
 
+  test("workers that cannot start: the default runs one thread and says why; an explicit count throws THREADS", () => {
+    const script = [
+      "const m = await import('./src/node.ts');",
+      "const t = await import('./src/runtime/threads.ts');",
+      "t.registerThreadHost({ cores: () => 4, startWorker(src, data, onMessage, onError) { setImmediate(() => onError('no workers here (test)')); onError('no workers here (test)'); return { terminate() {} }; } });",
+      "const rt = m.initSync();",
+      "const out = { threads: rt.threads, why: rt.threadsLimitedBy };",
+      "try { rt.setThreads(2); out.explicit = 'no error'; } catch (e) { out.explicit = e.code + ': ' + e.message; }",
+      "out.after = rt.threads;",
+      "const a = rt.allocF32(16 * 16); rt.parallelMinWork = 0; rt.k.f32_gemm_nt(a.ptr, a.ptr, 0, a.ptr, 1, 16, 16, 0);",
+      "console.log(JSON.stringify(out));",
+    ].join("\n");
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: join(import.meta.dirname, ".."), env: { ...process.env, SHIRA_THREADS: "" }, encoding: "utf8", timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as { threads: number; why: string; explicit: string; after: number };
+    assert.equal(out.threads, 1);
+    assert.match(out.why, /could not start 3 worker threads \(0 started\): no workers here \(test\)/);
+    assert.match(out.explicit, /^THREADS: .*could not start 1 worker threads/);
+    assert.equal(out.after, 1);
+  });
+
   test("the shared-memory build differs from the embedded one in the memory import's flag only", () => {
     const bin = atob(WASM_SIMD_BASE64);
     const bytes = new Uint8Array(bin.length);

@@ -15,7 +15,7 @@ import { instantiate as loaderInstantiate, instantiateSync as loaderInstantiateS
 import { ConfigError, RuntimeError, StateError } from "../errors.js";
 import type { Kernels } from "./kernels.js";
 import { parallelKernels, POOL_EXPORTS, type ParallelContext } from "./parallel.js";
-import { MAX_THREADS, ThreadPool, hostCores, workersUnavailable } from "./threads.js";
+import { MAX_THREADS, ThreadPool, hostCores, workersUnavailable, type PoolInit } from "./threads.js";
 import { WASM_SIMD_BASE64, WASM_RELAXED_BASE64 } from "./wasm.generated.js";
 
 /** Which build of the kernels is running. */
@@ -361,7 +361,7 @@ export class Runtime {
     return { n, why: null };
   }
 
-  #poolInit(n: number) {
+  #poolInit(n: number): PoolInit {
     const bytes = this.#raw.thread_scratch_bytes();
     this.#workerScratch = [];
     try {
@@ -386,40 +386,47 @@ export class Runtime {
    * runtime().setThreads(2);
    * ```
    */
-  setThreads(n: number, blocked: string | null = null): void {
-    if (n > 1 && blocked === null && !ThreadPool.canStartSync() && workersUnavailable() === null && !this.#unshared) {
+  setThreads(n: number): void {
+    if (n > 1 && !ThreadPool.canStartSync() && workersUnavailable() === null && !this.#unshared) {
       throw new ConfigError("CONFIG_INVALID", "setThreads(): a browser starts worker threads only once the caller yields: use await setThreadsAsync(n) or await init({ threads: n })", { argument: "threads", value: n });
     }
-    const plan = this.#plan(n, blocked);
-    this.#limitedBy = plan.why;
-    if (plan.n === this.threads) return;
-    this.dispose();
-    if (plan.n > 1) {
-      const init = this.#poolInit(plan.n);
-      try {
-        this.#ctx.pool = ThreadPool.startSync(init);
-      } catch (e) {
-        this.#freeWorkerScratch();
-        throw e;
-      }
-    }
+    this.limitThreads(n, null);
   }
 
   /** {@link setThreads} for browsers' main thread (workers start once the caller yields). */
   async setThreadsAsync(n: number): Promise<void> {
-    const plan = this.#plan(n, null);
-    this.#limitedBy = plan.why;
-    if (plan.n === this.threads) return;
-    this.dispose();
-    if (plan.n > 1) {
-      const init = this.#poolInit(plan.n);
-      try {
-        this.#ctx.pool = ThreadPool.canStartSync() ? ThreadPool.startSync(init) : await ThreadPool.start(init);
-      } catch (e) {
-        this.#freeWorkerScratch();
-        throw e;
-      }
+    const init = this.#stopFor(n, null);
+    if (!init) return;
+    try {
+      this.#ctx.pool = ThreadPool.canStartSync() ? ThreadPool.startSync(init) : await ThreadPool.start(init);
+    } catch (e) {
+      this.#freeWorkerScratch();
+      throw e;
     }
+  }
+
+  /**
+   * @internal {@link setThreads} where `blocked` (when set) says why no worker can start here: then one thread runs and
+   * {@link threadsLimitedBy} gives the reason.
+   */
+  limitThreads(n: number, blocked: string | null): void {
+    const init = this.#stopFor(n, blocked);
+    if (!init) return;
+    try {
+      this.#ctx.pool = ThreadPool.startSync(init);
+    } catch (e) {
+      this.#freeWorkerScratch();
+      throw e;
+    }
+  }
+
+  /** Plans `n` threads; when the pool must change, stops it and returns what a new one needs (null: nothing to start). */
+  #stopFor(n: number, blocked: string | null): PoolInit | null {
+    const plan = this.#plan(n, blocked);
+    this.#limitedBy = plan.why;
+    if (plan.n === this.threads) return null;
+    this.dispose();
+    return plan.n > 1 ? this.#poolInit(plan.n) : null;
   }
 
   /**
@@ -717,14 +724,14 @@ export function initSync(opts: InitOptions = {}): Runtime {
   refuseSwitch(opts, "initSync");
   const rt = instantiate(prepare(opts));
   const blocked = !ThreadPool.canStartSync() ? "initSync() cannot start worker threads in a browser (they start once the caller yields): use await init()" : null;
-  if (opts.threads !== undefined) rt.setThreads(opts.threads, blocked);
+  if (opts.threads !== undefined) rt.limitThreads(opts.threads, blocked);
   else {
     try {
-      rt.setThreads(defaultThreads(), blocked);
+      rt.limitThreads(defaultThreads(), blocked);
     } catch (e) {
       // the default asked for no particular count: run one thread and say why
       if (!(e instanceof RuntimeError && e.code === "THREADS")) throw e;
-      rt.setThreads(1, e.message);
+      rt.limitThreads(1, e.message);
     }
   }
   current?.dispose();
@@ -755,7 +762,7 @@ export async function init(opts: InitOptions = {}): Promise<Runtime> {
     } catch (e) {
       // the default asked for no particular count: run one thread and say why
       if (!(e instanceof RuntimeError && e.code === "THREADS")) throw e;
-      rt.setThreads(1, e.message);
+      rt.limitThreads(1, e.message);
     }
   }
   // another init() may have finished meanwhile: keep the first runtime (its buffers may already be in use) unless it

@@ -388,9 +388,26 @@ export function f32_gemm_nt_mt(x: usize, w: usize, bias: usize, y: usize, B: i32
 
 export function f32_gemm_nn(a: usize, w: usize, y: usize, B: i32, N: i32, K: i32, acc: i32): void {
   if (B <= 0 || K <= 0) return;
+  gemmNn(a, w, y, B, N, K, acc, <usize>K << 2);
+}
+
+/**
+ * Part t of nt of {@link f32_gemm_nn} by output columns (for few rows: decode through GPT-2's Conv1D): the columns
+ * [k0, k1) of W and y in blocks of 8, so the 8- and 4-column strips stay aligned and each y element is the same
+ * sequential sum over n as in f32_gemm_nn.
+ */
+export function f32_gemm_nn_mt(a: usize, w: usize, y: usize, B: i32, N: i32, K: i32, acc: i32, t: i32, nt: i32): void {
+  if (B <= 0 || K <= 0) return;
+  const k0 = partStart(K, 8, t, nt), k1 = partStart(K, 8, t + 1, nt);
+  if (k0 >= k1) return;
+  gemmNn(a, w + (<usize>k0 << 2), y + (<usize>k0 << 2), B, N, k1 - k0, acc, <usize>K << 2);
+}
+
+/** y[B, 0..K) (+)= a[B,N] . W[N, 0..K) for W and y rows `rs` bytes apart (K of their columns). */
+function gemmNn(a: usize, w: usize, y: usize, B: i32, N: i32, K: i32, acc: i32, rs: usize): void {
   const as = <usize>N << 2;
-  const ws = <usize>K << 2;
-  const ys = <usize>K << 2;
+  const ws = rs;
+  const ys = rs;
   // blocks of NN_ROWS rows, each through every 8- and 4-column strip: each y element is still one tile's full
   // sequential sum over n, so the result is the same as strip by strip over all rows
   for (let b0 = 0; b0 < B; b0 += NN_ROWS) {

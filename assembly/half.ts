@@ -917,10 +917,10 @@ function widenStrip4<T>(w: usize, whs: usize, rows: i32): void {
   }
 }
 
-function gemmNn(a: usize, w: usize, y: usize, B: i32, N: i32, K: i32, acc: i32, dtype: i32): void {
+function gemmNn(a: usize, w: usize, y: usize, B: i32, N: i32, K: i32, acc: i32, dtype: i32, rowLen: i32): void {
   const as = <usize>N << 2;
-  const whs = <usize>K << 1;
-  const ys = <usize>K << 2;
+  const whs = <usize>rowLen << 1;
+  const ys = <usize>rowLen << 2;
   for (let b0 = 0; b0 < B; b0 += NN_ROWS) {
     const bEnd = B - b0 < NN_ROWS ? B : b0 + NN_ROWS;
     let k0 = 0;
@@ -973,7 +973,20 @@ export function h16_gemm_nn(a: usize, w: usize, y: usize, B: i32, N: i32, K: i32
     return;
   }
   ensureScratch();
-  gemmNn(a, w, y, B, N, K, acc, dtype);
+  gemmNn(a, w, y, B, N, K, acc, dtype, K);
+}
+
+/** Part t of nt of {@link h16_gemm_nn} by output columns in blocks of 8, as f32_gemm_nn_mt. */
+export function h16_gemm_nn_mt(a: usize, w: usize, y: usize, B: i32, N: i32, K: i32, acc: i32, dtype: i32, t: i32, nt: i32): void {
+  if (B <= 0 || K <= 0) return;
+  if (N <= 0) {
+    if (t == 0) h16_gemm_nn(a, w, y, B, N, K, acc, dtype);
+    return;
+  }
+  const k0 = partStart(K, 8, t, nt), k1 = partStart(K, 8, t + 1, nt);
+  if (k0 >= k1) return;
+  ensureScratch();
+  gemmNn(a, w + (<usize>k0 << 1), y + (<usize>k0 << 2), B, N, k1 - k0, acc, dtype, K);
 }
 
 

@@ -135,7 +135,7 @@ describe("split kernels are bit-identical to one thread", () => {
     }
   }
 
-  for (const [B, N, K] of [[1, 40, 24], [7, 33, 70], [200, 130, 37], [9, 300, 9], [64, 12, 1030]] as [number, number, number][]) {
+  for (const [B, N, K] of [[1, 40, 24], [1, 300, 77], [2, 768, 2304], [7, 33, 70], [3, 5, 1030], [200, 130, 37], [9, 300, 9], [64, 12, 1030]] as [number, number, number][]) {
     test(`f32_gemm_tn / f32_gemm_nn / h16_gemm_nn B=${B} N=${N} K=${K}`, () => {
       for (const acc of [0, 1]) {
         sameAtEveryThreadCount("gemm_tn", { gy: rand(B * N, 9), x: rand(B * K, 10), g: rand(N * K, 11) }, (k, p) => k.f32_gemm_tn(p.gy, p.x, p.g, B, N, K, acc));

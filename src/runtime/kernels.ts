@@ -14,6 +14,8 @@ export interface Kernels {
   thread_set_scratch(ptr: number): void;
   f32_gemm_nt_mt(x: number, w: number, bias: number, y: number, B: number, K: number, N: number, acc: number, t: number, nt: number): void;
   h16_gemm_nt_mt(x: number, w: number, bias: number, y: number, B: number, K: number, N: number, acc: number, dtype: number, t: number, nt: number): void;
+  f32_gemm_nn_mt(a: number, w: number, y: number, B: number, N: number, K: number, acc: number, t: number, nt: number): void;
+  h16_gemm_nn_mt(a: number, w: number, y: number, B: number, N: number, K: number, acc: number, dtype: number, t: number, nt: number): void;
   f32_gemm_tn_mt(gy: number, x: number, g: number, B: number, N: number, K: number, acc: number, t: number, nt: number): void;
   f32_attention_mt(q: number, qStride: number, kc: number, vc: number, out: number, outStride: number, B: number, T: number, past: number, nHeads: number, nKv: number, headDim: number, maxSeq: number, scale: number, window: number, keyMask: number, scratch: number, t: number, nt: number): void;
   // dense

@@ -5,7 +5,8 @@
  *
  *   f32_gemm_nt, h16_gemm_nt       output columns in blocks of 8          (the *_mt kernels)
  *   f32_gemm_tn                    rows of the weight gradient, blocks of 4 (f32_gemm_tn_mt)
- *   f32_gemm_nn, h16_gemm_nn       rows of the input / output, blocks of 4
+ *   f32_gemm_nn, h16_gemm_nn       rows of the input / output, blocks of 4; under 8 rows, output columns in
+ *                                  blocks of 8 (the *_mt kernels)
  *   f32_attention                  tiles (batch row, KV group, block of queries); scratch per part (f32_attention_mt)
  *   switching, scatter / gather    ranges of the sorted unique positions (a position belongs to one part)
  *   f32_lowrank_fuse               rows of W, blocks of 4
@@ -31,6 +32,8 @@ export const POOL_EXPORTS = [
   "f32_gemm_tn_mt",
   "f32_gemm_nn",
   "h16_gemm_nn",
+  "f32_gemm_nn_mt",
+  "h16_gemm_nn_mt",
   "f32_attention_mt",
   "f32_switch_merge",
   "h16_switch_merge",
@@ -109,8 +112,14 @@ export function parallelKernels(raw: Kernels, ctx: ParallelContext): Kernels {
     run(p, "f32_gemm_tn_mt", parts(nt, (t) => [gy, x, g, B, N, K, acc, t, nt]));
   });
   const rowsNn = (name: "f32_gemm_nn" | "h16_gemm_nn") => (a: number, w: number, y: number, B: number, N: number, K: number, acc: number, ...rest: number[]) => {
-    const p = B >= 8 && K > 0 ? pool(B * K * N) : null;
+    const p = B > 0 && K > 0 && (B >= 8 || K >= 16) ? pool(B * K * N) : null;
     if (!p) return fn(name)(a, w, y, B, N, K, acc, ...rest);
+    if (B < 8) {
+      // few rows (decode through GPT-2's Conv1D): by output columns in blocks of 8 (the *_mt kernels)
+      const nc = Math.min(p.size, Math.ceil(K / 8));
+      run(p, `${name}_mt`, parts(nc, (t) => [a, w, y, B, N, K, acc, ...rest, t, nc]));
+      return;
+    }
     const nt = Math.min(p.size, Math.ceil(B / 4));
     run(
       p,

@@ -217,6 +217,27 @@ describe("split kernels are bit-identical to one thread", () => {
     }
   });
 
+  test("row-wise and element-wise kernels: RMSNorm, LayerNorm, RoPE (half-split and interleaved), SiLU·mul, GELU (tanh), add", () => {
+    for (const [rows, D] of [[2, 8], [37, 100], [130, 896]]) {
+      sameAtEveryThreadCount(`rmsnorm ${rows}x${D}`, { x: rand(rows * D, 70), w: rand(D, 71), y: new Float32Array(rows * D) }, (k, p) => k.f32_rmsnorm(p.x, p.w, p.y, rows, D, Math.fround(1e-6)));
+      sameAtEveryThreadCount(`layernorm ${rows}x${D}`, { x: rand(rows * D, 72), w: rand(D, 73), b: rand(D, 74), y: new Float32Array(rows * D) }, (k, p) => k.f32_layernorm(p.x, p.w, p.b, p.y, rows, D, Math.fround(1e-5)));
+    }
+    for (const [rows, nHeads, headDim, interleaved] of [[3, 2, 8, 0], [45, 4, 64, 0], [70, 3, 32, 1]]) {
+      const half = headDim / 2;
+      const maxPos = 200;
+      const stride = nHeads * headDim + 5; // rows with a gap, as q inside the fused qkv projection
+      const pos = Int32Array.from({ length: rows }, (_, i) => (i * 7 + 3) % maxPos);
+      sameAtEveryThreadCount(`rope ${rows} rows`, { x: rand(rows * stride, 75), pos, cos: rand(maxPos * half, 76), sin: rand(maxPos * half, 77) }, (k, p) =>
+        k.f32_rope(p.x, stride, rows, nHeads, headDim, p.pos, p.cos, p.sin, half, interleaved),
+      );
+    }
+    for (const n of [33, 1000, 128 * 4864 + 3]) {
+      sameAtEveryThreadCount(`silu_mul ${n}`, { g: rand(n, 78, 6), u: rand(n, 79), o: new Float32Array(n) }, (k, p) => k.f32_silu_mul(p.g, p.u, p.o, n));
+      sameAtEveryThreadCount(`gelu_tanh ${n}`, { x: rand(n, 80, 6), y: new Float32Array(n) }, (k, p) => k.f32_gelu_tanh(p.x, p.y, n));
+      sameAtEveryThreadCount(`add ${n}`, { a: rand(n, 81), b: rand(n, 82) }, (k, p) => k.f32_add(p.a, p.b, p.a, n));
+    }
+  });
+
   test("f32_lowrank_fuse (LoRA's fused switch) by rows", () => {
     for (const [N, K, r] of [[37, 70, 4], [256, 33, 8], [9, 1000, 1]]) {
       sameAtEveryThreadCount(`lowrank ${N}x${K} r=${r}`, { w: rand(N * K, 50), b: rand(N * r, 51), a: rand(r * K, 52) }, (k, p) => k.f32_lowrank_fuse(p.w, p.b, p.a, Math.fround(0.5), N, K, r));

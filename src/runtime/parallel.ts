@@ -10,6 +10,10 @@
  *   f32_attention                  tiles (batch row, KV group, block of queries); scratch per part (f32_attention_mt)
  *   switching, scatter / gather    ranges of the sorted unique positions (a position belongs to one part)
  *   f32_lowrank_fuse               rows of W, blocks of 4
+ *   f32_rmsnorm, f32_layernorm,    rows
+ *   f32_rope
+ *   f32_silu_mul, f32_gelu_tanh,   ranges of 16 elements
+ *   f32_add
  *
  * Everything else runs on the calling thread.
  */
@@ -47,6 +51,12 @@ export const POOL_EXPORTS = [
   "f32_gather",
   "h16_gather",
   "f32_lowrank_fuse",
+  "f32_rmsnorm",
+  "f32_layernorm",
+  "f32_rope",
+  "f32_silu_mul",
+  "f32_gelu_tanh",
+  "f32_add",
 ] as const;
 
 type Fn = (...a: number[]) => unknown;
@@ -199,6 +209,55 @@ export function parallelKernels(raw: Kernels, ctx: ParallelContext): Kernels {
   };
   define("f32_switch_merge", merge("f32_switch_merge", 4) as Fn);
   define("h16_switch_merge", merge("h16_switch_merge", 2) as Fn);
+
+  // ---- row-wise kernels (norms, RoPE) by rows, element-wise ones by ranges of 16 elements: pointer offsets only,
+  // each row / element computed exactly as on one thread (a range of 16 keeps every element on the same SIMD or
+  // tail path, the last part ending where the whole array ends)
+  /** A kernel over `rows` rows whose row arrays are at `arrays` (argument index, bytes per row). */
+  const byRows = (name: string, rowsArg: number, arrays: readonly (readonly [number, (a: number[]) => number])[], work: (a: number[]) => number) => (...args: number[]) => {
+    const rows = args[rowsArg];
+    const p = rows >= 2 ? pool(work(args)) : null;
+    if (!p) return fn(name)(...args);
+    const nt = Math.min(p.size, rows);
+    run(
+      p,
+      name,
+      parts(nt, (t) => {
+        const r0 = partStart(rows, 1, t, nt);
+        const r1 = partStart(rows, 1, t + 1, nt);
+        const a = args.slice();
+        for (const [i, rowBytes] of arrays) a[i] = args[i] + r0 * rowBytes(args);
+        a[rowsArg] = r1 - r0;
+        return a;
+      }),
+    );
+  };
+  define("f32_rmsnorm", byRows("f32_rmsnorm", 3, [[0, (a) => a[4] * 4], [2, (a) => a[4] * 4]], (a) => a[3] * a[4] * 4));
+  define("f32_layernorm", byRows("f32_layernorm", 4, [[0, (a) => a[5] * 4], [3, (a) => a[5] * 4]], (a) => a[4] * a[5] * 4));
+  // f32_rope(x, stride, rows, nHeads, headDim, pos, ...): row r at x + r * stride floats, its position at pos[r]
+  define("f32_rope", byRows("f32_rope", 2, [[0, (a) => a[1] * 4], [5, () => 4]], (a) => a[2] * a[3] * a[4] * 4));
+  /** An element-wise kernel over n elements whose arrays are the arguments `arrays` (f32). */
+  const byElements = (name: string, nArg: number, arrays: readonly number[]) => (...args: number[]) => {
+    const n = args[nArg];
+    const p = n >= 32 ? pool(n * 4) : null;
+    if (!p) return fn(name)(...args);
+    const nt = Math.min(p.size, Math.ceil(n / 16));
+    run(
+      p,
+      name,
+      parts(nt, (t) => {
+        const j0 = partStart(n, 16, t, nt);
+        const j1 = partStart(n, 16, t + 1, nt);
+        const a = args.slice();
+        for (const i of arrays) a[i] = args[i] + j0 * 4;
+        a[nArg] = j1 - j0;
+        return a;
+      }),
+    );
+  };
+  define("f32_silu_mul", byElements("f32_silu_mul", 3, [0, 1, 2]));
+  define("f32_gelu_tanh", byElements("f32_gelu_tanh", 2, [0, 1]));
+  define("f32_add", byElements("f32_add", 3, [0, 1, 2]));
 
   // ---- LoRA's fused switch: W[N,K] += scale * B[N,r] A[r,K] by rows of W
   define("f32_lowrank_fuse", (w, bm, a, scale, N, K, r) => {

@@ -158,7 +158,8 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
   rt.setThreads(1); // the peer runs one thread; the thread rows below run ours on more
   phase(`loaded with fromPretrained in ${(loadMs / 1000).toFixed(1)} s (wasm memory ${bytes(rt.memoryBytes)})`);
   const prompt = promptIds(PROMPT, 1);
-  const prefillMs = prefill(lm, prompt, quick ? 3 : 2);
+  prefill(lm, prompt, 1); // warm-up: V8 tiers the wasm code up in the background (Liftoff first)
+  const prefillMs = prefill(lm, prompt, 3);
   phase(`prefill ${PROMPT} tokens: ${prefillMs.toFixed(0)} ms`);
   // warm-up: V8 compiles hot wasm functions in the background (Liftoff first); run decode steps until that is done
   decodeStep(lm, prompt, 64, quick ? 8 : 40);
@@ -182,7 +183,8 @@ export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {
   for (const n of threadCounts) {
     rt.setThreads(n);
     if (rt.threads !== n) throw new Error(`lm bench: cannot run ${n} threads here (${rt.threadsLimitedBy})`);
-    const p = prefill(lm, prompt, quick ? 3 : 2);
+    prefill(lm, prompt, 1); // warm-up: the workers' instances tier up like the first one (see above)
+    const p = prefill(lm, prompt, 3);
     decodeStep(lm, prompt, 64, quick ? 4 : 8);
     const d = new Map(contexts.map((ctx) => [ctx, decodeStep(lm, prompt, ctx, steps).stepMs]));
     const s2 = measureSwitches(lm, r, quick);

@@ -105,32 +105,33 @@ function prefill(lm: DecoderModel, prompt: number[], repeats: number): number {
   return median(ts);
 }
 
+/** Switches A -> B, B -> A, ... `n` times; the ms of each (the first `skip` dropped: warm-up). */
+function timeSwitches(switchTo: (name: string) => unknown, n: number, skip: number): number[] {
+  const ts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    switchTo(i % 2 ? "A" : "B");
+    ts.push(performance.now() - t0);
+  }
+  return ts.slice(skip);
+}
+
 /** Median ms of a whole-model SHiRA switch A -> B and of a LoRA switch (same parameter count), between two tokens. */
 function measureSwitches(lm: DecoderModel, r: number, quick: boolean): { shira: number; lora: number; nnz: number } {
   const shiraCfg = (seed: number) => new ShiraConfig({ r, targetModules: PROJECTIONS, randomSeed: seed, initWeights: false });
   const peft = getPeftModel(lm, shiraCfg(1), "A");
   peft.addAdapter("B", shiraCfg(2));
   peft.switchTo("A");
-  const shiraTimes: number[] = [];
-  for (let i = 0; i < (quick ? 6 : 10); i++) {
-    const t0 = performance.now();
-    peft.switchTo(i % 2 ? "A" : "B");
-    shiraTimes.push(performance.now() - t0);
-  }
+  const shiraTimes = timeSwitches((n) => peft.switchTo(n), quick ? 6 : 10, 2);
   const nnz = peft.adapterSize("A");
   peft.unload();
   const lora = getLoraModel(lm, new LoraConfig({ r, targetModules: PROJECTIONS, initLoraWeights: false }), "A");
   lora.addAdapter("B", new LoraConfig({ r, targetModules: PROJECTIONS, initLoraWeights: false }));
   lora.switchTo("A");
-  const loraTimes: number[] = [];
-  for (let i = 0; i < (quick ? 4 : 3); i++) {
-    const t0 = performance.now();
-    lora.switchTo(i % 2 ? "A" : "B");
-    loraTimes.push(performance.now() - t0);
-  }
+  const loraTimes = timeSwitches((n) => lora.switchTo(n), quick ? 4 : 3, 1);
   lora.unmerge();
   lora.unload(); // the base layers back in place (another measurement wraps them again)
-  return { shira: median(shiraTimes.slice(2)), lora: median(loraTimes.slice(1)), nnz };
+  return { shira: median(shiraTimes), lora: median(loraTimes), nnz };
 }
 
 export async function run(opts: BenchOptions = {}): Promise<BenchRow[]> {

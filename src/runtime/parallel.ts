@@ -98,8 +98,33 @@ export function parallelKernels(raw: Kernels, ctx: ParallelContext): Kernels {
     p.run(p.op(name), fn(name), parts);
   };
   const parts = (nt: number, f: (t: number) => number[]): number[][] => Array.from({ length: nt }, (_, t) => f(t));
+  /** Runs an `*_mt` kernel (which picks part t of nt itself) as nt parts: the arguments, then t and nt. */
+  const runMt = (p: ThreadPool, name: string, nt: number, args: number[]): void => run(p, name, parts(nt, (t) => [...args, t, nt]));
   const define = (name: keyof Kernels, wrapper: Fn): void => {
     Object.defineProperty(k, name, { value: wrapper, enumerable: true });
+  };
+  /**
+   * A kernel over `args[countArg]` units (rows, positions, elements) split into contiguous ranges aligned to `blk`
+   * units: part t runs the kernel itself on its range, with each argument of `offsets` (argument index, bytes per
+   * unit) advanced to the range's start and the count set to the range's length. Calls of fewer than `minCount`
+   * units, or of less than the pool's minimum `work(args)`, run whole on the calling thread.
+   */
+  const byRanges = (name: string, countArg: number, blk: number, minCount: number, offsets: readonly (readonly [number, (a: number[]) => number])[], work: (a: number[]) => number) => (...args: number[]) => {
+    const count = args[countArg];
+    const p = count >= minCount ? pool(work(args)) : null;
+    if (!p) return fn(name)(...args);
+    const nt = Math.min(p.size, Math.ceil(count / blk));
+    run(
+      p,
+      name,
+      parts(nt, (t) => {
+        const u0 = partStart(count, blk, t, nt);
+        const a = args.slice();
+        for (const [i, bytes] of offsets) a[i] = args[i] + u0 * bytes(args);
+        a[countArg] = partStart(count, blk, t + 1, nt) - u0;
+        return a;
+      }),
+    );
   };
 
   // ---- dense products
@@ -107,39 +132,31 @@ export function parallelKernels(raw: Kernels, ctx: ParallelContext): Kernels {
     const p = N >= 16 && K > 0 ? pool(B * K * N) : null;
     if (!p) return raw.f32_gemm_nt(x, w, bias, y, B, K, N, acc);
     const nt = Math.min(p.size, Math.ceil(N / 8));
-    run(p, "f32_gemm_nt_mt", parts(nt, (t) => [x, w, bias, y, B, K, N, acc, t, nt]));
+    runMt(p, "f32_gemm_nt_mt", nt, [x, w, bias, y, B, K, N, acc]);
   });
   define("h16_gemm_nt", (x, w, bias, y, B, K, N, acc, dtype) => {
     const p = N >= 16 && K > 0 ? pool(B * K * N) : null;
     if (!p) return raw.h16_gemm_nt(x, w, bias, y, B, K, N, acc, dtype);
     const nt = Math.min(p.size, Math.ceil(N / 8));
-    run(p, "h16_gemm_nt_mt", parts(nt, (t) => [x, w, bias, y, B, K, N, acc, dtype, t, nt]));
+    runMt(p, "h16_gemm_nt_mt", nt, [x, w, bias, y, B, K, N, acc, dtype]);
   });
   define("f32_gemm_tn", (gy, x, g, B, N, K, acc) => {
     const p = N >= 8 && K > 0 ? pool(B * K * N) : null;
     if (!p) return raw.f32_gemm_tn(gy, x, g, B, N, K, acc);
     const nt = Math.min(p.size, Math.ceil(N / 4));
-    run(p, "f32_gemm_tn_mt", parts(nt, (t) => [gy, x, g, B, N, K, acc, t, nt]));
+    runMt(p, "f32_gemm_tn_mt", nt, [gy, x, g, B, N, K, acc]);
   });
-  const rowsNn = (name: "f32_gemm_nn" | "h16_gemm_nn") => (a: number, w: number, y: number, B: number, N: number, K: number, acc: number, ...rest: number[]) => {
-    const p = B > 0 && K > 0 && (B >= 8 || K >= 16) ? pool(B * K * N) : null;
-    if (!p) return fn(name)(a, w, y, B, N, K, acc, ...rest);
-    if (B < 8) {
+  const rowsNn = (name: "f32_gemm_nn" | "h16_gemm_nn") => {
+    // rows of a and y in blocks of 4 (a row: N floats of a, K floats of y)
+    const byRows = byRanges(name, 3, 4, 8, [[0, (a) => a[4] * 4], [2, (a) => a[5] * 4]], (a) => (a[5] > 0 ? a[3] * a[4] * a[5] : -1)); // K = 0: nothing to split
+    return (a: number, w: number, y: number, B: number, N: number, K: number, acc: number, ...rest: number[]) => {
+      if (B >= 8 || B <= 0) return byRows(a, w, y, B, N, K, acc, ...rest);
       // few rows (decode through GPT-2's Conv1D): by output columns in blocks of 8 (the *_mt kernels)
+      const p = K >= 16 ? pool(B * K * N) : null;
+      if (!p) return fn(name)(a, w, y, B, N, K, acc, ...rest);
       const nc = Math.min(p.size, Math.ceil(K / 8));
-      run(p, `${name}_mt`, parts(nc, (t) => [a, w, y, B, N, K, acc, ...rest, t, nc]));
-      return;
-    }
-    const nt = Math.min(p.size, Math.ceil(B / 4));
-    run(
-      p,
-      name,
-      parts(nt, (t) => {
-        const b0 = partStart(B, 4, t, nt);
-        const b1 = partStart(B, 4, t + 1, nt);
-        return [a + b0 * N * 4, w, y + b0 * K * 4, b1 - b0, N, K, acc, ...rest];
-      }),
-    );
+      runMt(p, `${name}_mt`, nc, [a, w, y, B, N, K, acc, ...rest]);
+    };
   };
   define("f32_gemm_nn", rowsNn("f32_gemm_nn") as Fn);
   define("h16_gemm_nn", rowsNn("h16_gemm_nn") as Fn);
@@ -152,29 +169,13 @@ export function parallelKernels(raw: Kernels, ctx: ParallelContext): Kernels {
     const tiles = B * nKv * Math.ceil((T * (nHeads / nKv)) / raw.f32_attention_scratch(1, 1, 1)); // NQ queries per tile
     if (!p || tiles < 2) return raw.f32_attention(q, qStride, kc, vc, out, outStride, B, T, past, nHeads, nKv, headDim, maxSeq, scale, window, keyMask, scratch);
     const nt = Math.min(p.size, tiles, ATTENTION_PARTS);
-    run(p, "f32_attention_mt", parts(nt, (t) => [q, qStride, kc, vc, out, outStride, B, T, past, nHeads, nKv, headDim, maxSeq, scale, window, keyMask, scratch, t, nt]));
+    runMt(p, "f32_attention_mt", nt, [q, qStride, kc, vc, out, outStride, B, T, past, nHeads, nKv, headDim, maxSeq, scale, window, keyMask, scratch]);
   });
 
   // ---- positions: ranges of sorted unique positions
   /** A kernel over nnz positions whose per-position arrays are at `arrays` (argument index, bytes per element). */
-  const byPositions = (name: string, nnzArg: number, arrays: readonly (readonly [number, number])[]) => (...args: number[]) => {
-    const nnz = args[nnzArg];
-    const p = nnz >= 64 ? pool(nnz * 64) : null;
-    if (!p) return fn(name)(...args);
-    const nt = Math.min(p.size, Math.ceil(nnz / 8));
-    run(
-      p,
-      name,
-      parts(nt, (t) => {
-        const j0 = partStart(nnz, 8, t, nt);
-        const j1 = partStart(nnz, 8, t + 1, nt);
-        const a = args.slice();
-        for (const [i, bytes] of arrays) a[i] = args[i] + j0 * bytes;
-        a[nnzArg] = j1 - j0;
-        return a;
-      }),
-    );
-  };
+  const byPositions = (name: string, nnzArg: number, arrays: readonly (readonly [number, number])[]) =>
+    byRanges(name, nnzArg, 8, 64, arrays.map(([i, bytes]) => [i, () => bytes] as const), (a) => a[nnzArg] * 64);
   define("f32_gather_scatter_add", byPositions("f32_gather_scatter_add", 5, [[1, 4], [2, 4], [3, 4]]));
   define("h16_gather_scatter_add", byPositions("h16_gather_scatter_add", 5, [[1, 4], [2, 2], [3, 4]]));
   define("f32_scatter_set", byPositions("f32_scatter_set", 3, [[1, 4], [2, 4]]));
@@ -214,65 +215,21 @@ export function parallelKernels(raw: Kernels, ctx: ParallelContext): Kernels {
   // each row / element computed exactly as on one thread (a range of 16 keeps every element on the same SIMD or
   // tail path, the last part ending where the whole array ends)
   /** A kernel over `rows` rows whose row arrays are at `arrays` (argument index, bytes per row). */
-  const byRows = (name: string, rowsArg: number, arrays: readonly (readonly [number, (a: number[]) => number])[], work: (a: number[]) => number) => (...args: number[]) => {
-    const rows = args[rowsArg];
-    const p = rows >= 2 ? pool(work(args)) : null;
-    if (!p) return fn(name)(...args);
-    const nt = Math.min(p.size, rows);
-    run(
-      p,
-      name,
-      parts(nt, (t) => {
-        const r0 = partStart(rows, 1, t, nt);
-        const r1 = partStart(rows, 1, t + 1, nt);
-        const a = args.slice();
-        for (const [i, rowBytes] of arrays) a[i] = args[i] + r0 * rowBytes(args);
-        a[rowsArg] = r1 - r0;
-        return a;
-      }),
-    );
-  };
+  const byRows = (name: string, rowsArg: number, arrays: readonly (readonly [number, (a: number[]) => number])[], work: (a: number[]) => number) =>
+    byRanges(name, rowsArg, 1, 2, arrays, work);
   define("f32_rmsnorm", byRows("f32_rmsnorm", 3, [[0, (a) => a[4] * 4], [2, (a) => a[4] * 4]], (a) => a[3] * a[4] * 4));
   define("f32_layernorm", byRows("f32_layernorm", 4, [[0, (a) => a[5] * 4], [3, (a) => a[5] * 4]], (a) => a[4] * a[5] * 4));
   // f32_rope(x, stride, rows, nHeads, headDim, pos, ...): row r at x + r * stride floats, its position at pos[r]
   define("f32_rope", byRows("f32_rope", 2, [[0, (a) => a[1] * 4], [5, () => 4]], (a) => a[2] * a[3] * a[4] * 4));
   /** An element-wise kernel over n elements whose arrays are the arguments `arrays` (f32). */
-  const byElements = (name: string, nArg: number, arrays: readonly number[]) => (...args: number[]) => {
-    const n = args[nArg];
-    const p = n >= 32 ? pool(n * 4) : null;
-    if (!p) return fn(name)(...args);
-    const nt = Math.min(p.size, Math.ceil(n / 16));
-    run(
-      p,
-      name,
-      parts(nt, (t) => {
-        const j0 = partStart(n, 16, t, nt);
-        const j1 = partStart(n, 16, t + 1, nt);
-        const a = args.slice();
-        for (const i of arrays) a[i] = args[i] + j0 * 4;
-        a[nArg] = j1 - j0;
-        return a;
-      }),
-    );
-  };
+  const byElements = (name: string, nArg: number, arrays: readonly number[]) =>
+    byRanges(name, nArg, 16, 32, arrays.map((i) => [i, () => 4] as const), (a) => a[nArg] * 4);
   define("f32_silu_mul", byElements("f32_silu_mul", 3, [0, 1, 2]));
   define("f32_gelu_tanh", byElements("f32_gelu_tanh", 2, [0, 1]));
   define("f32_add", byElements("f32_add", 3, [0, 1, 2]));
 
   // ---- LoRA's fused switch: W[N,K] += scale * B[N,r] A[r,K] by rows of W
-  define("f32_lowrank_fuse", (w, bm, a, scale, N, K, r) => {
-    const p = N >= 8 && r > 0 ? pool(N * K * r) : null;
-    if (!p) return raw.f32_lowrank_fuse(w, bm, a, scale, N, K, r);
-    const nt = Math.min(p.size, Math.ceil(N / 4));
-    run(
-      p,
-      "f32_lowrank_fuse",
-      parts(nt, (t) => {
-        const n0 = partStart(N, 4, t, nt);
-        const n1 = partStart(N, 4, t + 1, nt);
-        return [w + n0 * K * 4, bm + n0 * r * 4, a, scale, n1 - n0, K, r];
-      }),
-    );
-  });
+  // f32_lowrank_fuse(w, bm, a, scale, N, K, r): a row of W is K floats, of B r floats
+  define("f32_lowrank_fuse", byRanges("f32_lowrank_fuse", 4, 4, 8, [[0, (a) => a[5] * 4], [1, (a) => a[6] * 4]], (a) => (a[6] > 0 ? a[4] * a[5] * a[6] : -1))); // r = 0: nothing to split
   return k;
 }
